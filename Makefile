@@ -1,0 +1,23 @@
+# mmfeatvis developer entry points. Each target sets up .venv first (idempotent).
+PYTHON := .venv/bin/python
+
+.PHONY: env test lint unit demo clean
+
+env:
+	bash scripts/setup_env.sh
+
+lint: env
+	$(PYTHON) -m flake8 mmfeatvis tools tests benchmarks configs scripts
+	$(PYTHON) -m isort --check-only --diff mmfeatvis tools tests benchmarks configs
+
+unit: env
+	$(PYTHON) -m pytest -q
+
+# The README's test command, and the one CI runs: lint, then the whole suite.
+test: lint unit
+
+demo: env
+	bash scripts/run_demo.sh
+
+clean:
+	rm -rf work_dirs .pytest_cache
