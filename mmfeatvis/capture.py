@@ -1,0 +1,249 @@
+"""Capture stage: forward hooks that exist only for the probe pass.
+
+Layer names are resolved once (exact names, dotted paths and globs), then
+:class:`FeatureCapture` attaches forward hooks on entry and removes them in
+``finally``, so no hook of ours stays on the model between firings.
+"""
+import difflib
+import re
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+#: Name components that wrappers (FSDP units, activation checkpointing,
+#: ``torch.compile``) insert; users name layers without them.
+_WRAPPER_NAME_PARTS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module',
+                       '_orig_mod')
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """Return the model inside DDP/FSDP-style wrappers and compiled modules.
+
+    Args:
+        model (nn.Module): The model as the runner holds it.
+
+    Returns:
+        nn.Module: The innermost model, whose module names users write.
+    """
+    from mmengine.model import is_model_wrapper
+    while True:
+        if is_model_wrapper(model) and hasattr(model, 'module'):
+            model = model.module
+        elif hasattr(model, '_orig_mod') and isinstance(
+                getattr(model, '_orig_mod'), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def named_layers(model: nn.Module) -> 'OrderedDict[str, nn.Module]':
+    """Map the names users write to modules, wrapper components removed.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+
+    Returns:
+        OrderedDict[str, nn.Module]: Module by user-facing name, in model
+        order, the root module left out.
+    """
+    layers: 'OrderedDict[str, nn.Module]' = OrderedDict()
+    for name, module in model.named_modules():
+        clean = '.'.join(part for part in name.split('.')
+                         if part not in _WRAPPER_NAME_PARTS)
+        if clean and clean not in layers:
+            layers[clean] = module
+    return layers
+
+
+def _glob_to_regex(pattern: str) -> 're.Pattern[str]':
+    """Translate a layer glob: ``*`` stays within one level, ``**`` spans.
+
+    ``backbone.stage*`` thus matches ``backbone.stage1`` but not
+    ``backbone.stage1.conv``, which is what users mean by it.
+    """
+    parts = re.split(r'(\*\*|\*|\?|\[[^\]]*\])', pattern)
+    regex = []
+    for part in parts:
+        if part == '**':
+            regex.append('.*')
+        elif part == '*':
+            regex.append('[^.]*')
+        elif part == '?':
+            regex.append('[^.]')
+        elif part.startswith('[') and part.endswith(']') and len(part) > 2:
+            regex.append(part.replace('[!', '[^'))
+        else:
+            regex.append(re.escape(part))
+    return re.compile(''.join(regex) + r'\Z')
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in '*?[')
+
+
+def resolve_layers(model: nn.Module, patterns: Sequence[str]) -> List[str]:
+    """Resolve layer names and globs to module names, in model order.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+        patterns (Sequence[str]): Exact module names or dotted paths
+            (``'backbone'``, ``'backbone.stage4'``; a leading ``'module.'``
+            from a DDP state dict is accepted) and globs
+            (``'backbone.stage*'``, ``'neck.**.conv'``).
+
+    Returns:
+        list[str]: The module names, each once, in the order of
+        ``model.named_modules()``.
+
+    Raises:
+        ValueError: If a pattern matches no module. The message names the
+            pattern and the closest existing module names.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise ValueError('target_layers is empty: name at least one layer, '
+                         "e.g. ['backbone'] or ['neck.*'].")
+    names = list(named_layers(model))
+    name_set = set(names)
+    selected = set()
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ValueError(f'Layer names must be non-empty strings, got '
+                             f'{pattern!r}.')
+        candidate = pattern
+        for prefix in ('module.', '_orig_mod.'):
+            if candidate.startswith(prefix) and candidate not in name_set:
+                candidate = candidate[len(prefix):]
+        if _is_glob(candidate):
+            regex = _glob_to_regex(candidate)
+            matches = [name for name in names if regex.match(name)]
+        else:
+            matches = [candidate] if candidate in name_set else []
+        if not matches:
+            raise ValueError(_unknown_layer_message(pattern, names))
+        selected.update(matches)
+    return [name for name in names if name in selected]
+
+
+def _unknown_layer_message(pattern: str, names: List[str]) -> str:
+    stem = pattern.replace('*', '').replace('?', '').strip('.')
+    close = difflib.get_close_matches(stem, names, n=5, cutoff=0.5)
+    top_level = sorted({name.split('.')[0] for name in names})
+    hint = (f' Closest names: {", ".join(close)}.' if close else '')
+    return (f'Unknown layer {pattern!r}: no module of the model matches '
+            f'it.{hint} Top-level modules: {", ".join(top_level)}. '
+            "Use --preview-model (tools/featvis.py) to list them all.")
+
+
+def flatten_output(name: str, output: Any) -> Iterator[Tuple[str, Any]]:
+    """Flatten a module's output into ``(name, leaf)`` pairs.
+
+    Tuples and lists are named by index (``'backbone[0]'``), dicts by key
+    (``'head[cls]'``); nested containers recurse. Leaves that are not
+    tensors are yielded too, so callers can report them.
+
+    Args:
+        name (str): The module name.
+        output (Any): What the module returned.
+
+    Yields:
+        tuple[str, Any]: Flattened name and leaf value.
+    """
+    if isinstance(output, torch.Tensor):
+        yield name, output
+    elif isinstance(output, (tuple, list)):
+        for index, item in enumerate(output):
+            yield from flatten_output(f'{name}[{index}]', item)
+    elif isinstance(output, dict):
+        for key, item in output.items():
+            yield from flatten_output(f'{name}[{key}]', item)
+    else:
+        yield name, output
+
+
+class FeatureCapture:
+    """Context manager that records the outputs of named modules.
+
+    Hooks are attached on ``__enter__`` and always removed on ``__exit__``,
+    also when the forward pass raises. Outputs are detached references; the
+    caller decides what to keep.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+        layer_names (Sequence[str]): Module names, as :func:`resolve_layers`
+            returns them.
+
+    Example:
+        >>> with FeatureCapture(model, ['backbone']) as capture:
+        ...     model(inputs, mode='tensor')
+        >>> capture.pop_features()  # {'backbone[0]': tensor, ...}
+    """
+
+    def __init__(self, model: nn.Module, layer_names: Sequence[str]) -> None:
+        modules = named_layers(model)
+        missing = [name for name in layer_names if name not in modules]
+        if missing:
+            raise ValueError(_unknown_layer_message(missing[0], list(modules)))
+        self._modules = [(name, modules[name]) for name in layer_names]
+        self._handles: List[RemovableHandle] = []
+        self._calls: Dict[str, List[Any]] = {}
+
+    def _make_hook(self, name: str):
+
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            # Detach so that nothing of the probe keeps an autograd graph.
+            self._calls.setdefault(name, []).append(_detach(output))
+
+        return hook
+
+    def __enter__(self) -> 'FeatureCapture':
+        self._calls = {}
+        try:
+            for name, module in self._modules:
+                self._handles.append(
+                    module.register_forward_hook(self._make_hook(name)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._remove()
+
+    def pop_features(self) -> 'OrderedDict[str, Any]':
+        """Return what was captured since the last call, flattened.
+
+        A module called several times in one forward (a head shared across
+        pyramid levels) yields one entry per call, suffixed ``#0``, ``#1``...
+
+        Returns:
+            OrderedDict[str, Any]: Leaf name to tensor (or to the non-tensor
+            value, so that callers can report it), in layer order.
+        """
+        features: 'OrderedDict[str, Any]' = OrderedDict()
+        for name, _ in self._modules:
+            calls = self._calls.get(name, [])
+            for index, output in enumerate(calls):
+                call_name = name if len(calls) == 1 else f'{name}#{index}'
+                features.update(flatten_output(call_name, output))
+        self._calls = {}
+        return features
+
+
+def _detach(output: Any) -> Any:
+    if isinstance(output, torch.Tensor):
+        return output.detach()
+    if isinstance(output, (tuple, list)):
+        return [_detach(item) for item in output]
+    if isinstance(output, dict):
+        return {key: _detach(item) for key, item in output.items()}
+    return output

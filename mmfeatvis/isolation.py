@@ -1,0 +1,63 @@
+"""Run a probe pass without leaving a trace on the training run.
+
+The probe forward runs in eval mode, without gradients, and restores every
+module's own ``training`` flag and every random number generator afterwards,
+so the training that resumes is exactly the training that would have run
+without the probe.
+"""
+import random
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def capture_rng_state() -> Dict[str, Any]:
+    """Snapshot Python, NumPy, torch CPU and (initialised) CUDA generators."""
+    state: Dict[str, Any] = dict(
+        python=random.getstate(),
+        numpy=np.random.get_state(),
+        torch=torch.get_rng_state(),
+    )
+    # Touching CUDA when no one initialised it would create a context (and
+    # cost memory) on a CPU-only or not-yet-started run.
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` recorded."""
+    random.setstate(state['python'])
+    np.random.set_state(state['numpy'])
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state:
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+@contextmanager
+def isolated_inference(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode under ``torch.no_grad`` for one probe pass.
+
+    On exit, also after an exception, each module's ``training`` flag and all
+    random number states are restored to what they were.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+
+    Yields:
+        nn.Module: The same model, in eval mode.
+    """
+    flags: List[Tuple[nn.Module, bool]] = [(m, m.training)
+                                           for m in model.modules()]
+    rng_state = capture_rng_state()
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield model
+    finally:
+        for module, was_training in flags:
+            module.training = was_training
+        restore_rng_state(rng_state)
