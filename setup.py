@@ -20,13 +20,14 @@ CORE_REQUIRES = [
     'mmcv>=2.0.0rc4,<2.2.0',
     'numpy',
     'opencv-python',
+    'pillow',  # animated GIFs of checkpoint series
     'torch',
 ]
 EXTRAS_REQUIRE = {
     'det': ['mmdet>=3.0.0,<3.4.0', 'mmyolo>=0.6.0'],
     'seg': ['mmsegmentation>=1.0.0', 'ftfy', 'regex'],
     'tensorboard': ['tensorboard'],
-    'tests': ['pytest', 'flake8', 'isort', 'pycocotools', 'pillow'],
+    'tests': ['pytest', 'flake8', 'isort', 'pycocotools'],
 }
 EXTRAS_REQUIRE['all'] = sorted(
     {req for name in ('det', 'seg', 'tensorboard') for req in EXTRAS_REQUIRE[name]})
@@ -49,5 +50,6 @@ setup(
     license='Apache License 2.0',
     install_requires=CORE_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points={'console_scripts': ['mmfeatvis=mmfeatvis.cli:main']},
     zip_safe=False,
 )

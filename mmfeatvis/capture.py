@@ -58,6 +58,27 @@ def named_layers(model: nn.Module) -> 'OrderedDict[str, nn.Module]':
     return layers
 
 
+#: Wrapper classes whose forward gathers sharded parameters with collectives
+#: (FSDP, DeepSpeed); every rank must then run the probe through them.
+SHARDED_WRAPPERS = ('FullyShardedDataParallel', 'MMFullyShardedDataParallel',
+                    'DeepSpeedEngine', 'MMDeepSpeedEngineWrapper')
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether a forward of ``model`` needs collectives on every rank.
+
+    True for FSDP (``FullyShardedDataParallel`` units anywhere in the tree,
+    or modules sharded by ``fully_shard``) and DeepSpeed engines.
+    """
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch < 2.6 has only the wrapper classes
+        FSDPModule = ()
+    return any(
+        type(module).__name__ in SHARDED_WRAPPERS
+        or isinstance(module, FSDPModule) for module in model.modules())
+
+
 def _glob_to_regex(pattern: str) -> 're.Pattern[str]':
     """Translate a layer glob: ``*`` stays within one level, ``**`` spans.
 

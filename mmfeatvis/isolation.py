@@ -61,3 +61,35 @@ def isolated_inference(model: nn.Module) -> Iterator[nn.Module]:
         for module, was_training in flags:
             module.training = was_training
         restore_rng_state(rng_state)
+
+
+@contextmanager
+def raised_score_threshold(model: nn.Module,
+                           score_thr: float) -> Iterator[None]:
+    """Let detection heads drop boxes below ``score_thr`` before NMS.
+
+    A detector's own ``test_cfg.score_thr`` (0.001 for YOLOv5) keeps every
+    candidate for mAP; the probe only draws boxes above ``score_thr``, and a
+    barely trained detector would otherwise spend most of the probe pass in
+    NMS. The original thresholds are restored on exit.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+        score_thr (float): The threshold of the drawn predictions.
+    """
+    changed: List[Tuple[Any, float]] = []
+    seen = set()
+    try:
+        for module in model.modules():
+            test_cfg = getattr(module, 'test_cfg', None)
+            if not isinstance(test_cfg, dict) or id(test_cfg) in seen:
+                continue
+            seen.add(id(test_cfg))
+            old = test_cfg.get('score_thr')
+            if isinstance(old, (int, float)) and old < score_thr:
+                changed.append((test_cfg, old))
+                test_cfg['score_thr'] = score_thr
+        yield
+    finally:
+        for test_cfg, old in changed:
+            test_cfg['score_thr'] = old

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmfeatvis.capture import (FeatureCapture, flatten_output,
-                               resolve_layers, unwrap_model)
+from mmfeatvis.capture import (FeatureCapture, flatten_output, resolve_layers,
+                               unwrap_model)
 
 
 class TupleBackbone(nn.Module):

@@ -1,0 +1,158 @@
+"""Drawing images for one checkpoint or a series, on the shared stages.
+
+For each chunk of images, every checkpoint is loaded in turn; the images
+go through :meth:`FeatmapPipeline.capture` and
+:meth:`FeatmapPipeline.reduce`, which keep only the small reduced maps.
+When the checkpoints share value ranges, the ranges are settled once all
+checkpoints are reduced, and :meth:`FeatmapPipeline.render` draws.
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from mmengine.logging import print_log
+from torch import nn
+
+from ..pipeline import FeatmapPipeline, ProbeMaps, ProbeResult
+from ..probe import Probe, ProbeBuilder
+from ..render import compose_panels
+from .errors import RunError
+from .inputs import ImageItem
+from .model import load_weights
+from .series import SeriesRanges
+
+#: Images prepared at once: each holds its network input until every
+#: checkpoint has seen it, and each chunk reloads the checkpoints.
+CHUNK = 16
+
+
+@dataclass
+class Drawn:
+    """The pictures of one image: one per checkpoint.
+
+    Attributes:
+        item (ImageItem): The image.
+        results (list[ProbeResult]): What each checkpoint drew, in
+            checkpoint order.
+    """
+
+    item: ImageItem
+    results: List[ProbeResult] = field(default_factory=list)
+
+
+def compose_layers(result: ProbeResult, cols: Optional[int],
+                   source: str = '') -> np.ndarray:
+    """All layer pictures of one result in one titled image.
+
+    Raises:
+        RunError: If no layer could be drawn (the reasons are named).
+    """
+    if not result.layer_images:
+        reasons = '; '.join(f'{k}: {v}' for k, v in result.skipped.items())
+        raise RunError(f'no map of {source or result.probe} could be drawn '
+                       f'({reasons or "no layer output"}).')
+    return compose_panels(list(result.layer_images.items()), cols=cols)
+
+
+class SeriesDrawer:
+    """Draws images for a list of checkpoints with the shared stages.
+
+    Args:
+        model (nn.Module): The built model (weights are loaded here).
+        pipeline (FeatmapPipeline): Resolved pipeline; its range tracker
+            may be a :class:`SeriesRanges`.
+        builder (ProbeBuilder): Prepares the images.
+        checkpoints (Sequence[str]): Checkpoint files, in order.
+        loaded (str, optional): The checkpoint already in ``model``.
+        class_names (Sequence[str], optional): For drawn predictions.
+    """
+
+    def __init__(self,
+                 model: nn.Module,
+                 pipeline: FeatmapPipeline,
+                 builder: ProbeBuilder,
+                 checkpoints: Sequence[str],
+                 loaded: Optional[str] = None,
+                 class_names: Optional[Sequence[str]] = None) -> None:
+        self.model = model
+        self.pipeline = pipeline
+        self.builder = builder
+        self.checkpoints = list(checkpoints)
+        self.loaded = loaded
+        self.class_names = class_names
+        self.failed: List[Tuple[str, str]] = []
+
+    def _load(self, checkpoint: str) -> None:
+        if checkpoint != self.loaded:
+            load_weights(self.model, checkpoint)
+            self.loaded = checkpoint
+
+    def _probes(self, items: Sequence[ImageItem]
+                ) -> List[Tuple[ImageItem, Probe]]:
+        prepared = []
+        for item in items:
+            try:
+                probe = self.builder.build([item.source], self.model)[0]
+            except (OSError, ValueError) as error:
+                # One bad file among many should not stop the rest.
+                self.failed.append((item.source, str(error)))
+                print_log(f'skipped {item.source}: {error}',
+                          logger='current', level=logging.WARNING)
+                continue
+            # Names key the value ranges; they must differ within a chunk.
+            probe.name = f'{probe.name}#{len(prepared)}'
+            prepared.append((item, probe))
+        return prepared
+
+    def _reduce(self, probes: List[Probe]) -> List[List[ProbeMaps]]:
+        """Reduced maps of every probe for every checkpoint."""
+        reduced: List[List[ProbeMaps]] = []
+        # In checkpoint order: the range tracker's 'last' relies on it.
+        for checkpoint in self.checkpoints:
+            self._load(checkpoint)
+            row = []
+            # One probe per pass: only one image's full features at a time.
+            for probe in probes:
+                try:
+                    captured = self.pipeline.capture(self.model, [probe])
+                except Exception as error:
+                    raise RunError(
+                        f'the forward pass on {probe.source} failed with '
+                        f'checkpoint {checkpoint!r}: '
+                        f'{type(error).__name__}: {error}') from error
+                for _, feats, outputs in captured:
+                    row.append(self.pipeline.reduce(
+                        probe, feats, outputs))
+            reduced.append(row)
+        return reduced
+
+    def run(self, items: Sequence[ImageItem],
+            emit: Callable[[Drawn], None],
+            advance: Callable[[int], None] = lambda n: None) -> None:
+        """Draw every image and hand each to ``emit``.
+
+        Args:
+            items (Sequence[ImageItem]): The images.
+            emit (callable): Called with the :class:`Drawn` of each image.
+            advance (callable): Called with the number of images done, for
+                a progress bar.
+        """
+        tracker = self.pipeline.range_tracker
+        # One checkpoint needs no look-ahead: draw image by image.
+        chunk = CHUNK if len(self.checkpoints) > 1 else 1
+        for start in range(0, len(items), chunk):
+            batch = items[start:start + chunk]
+            prepared = self._probes(batch)
+            if prepared:
+                if isinstance(tracker, SeriesRanges):
+                    tracker.start_recording()
+                reduced = self._reduce([probe for _, probe in prepared])
+                if isinstance(tracker, SeriesRanges):
+                    tracker.apply([m for row in reduced for m in row])
+                for index, (item, _) in enumerate(prepared):
+                    emit(Drawn(item, [
+                        self.pipeline.render(row[index], self.class_names)
+                        for row in reduced
+                    ]))
+            advance(len(batch))

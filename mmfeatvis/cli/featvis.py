@@ -1,0 +1,136 @@
+"""``featvis``: MMYOLO's feature-map demo, rebuilt on mmfeatvis' stages.
+
+The command checks its inputs, builds the model from the config, then runs
+the same probe -> capture -> reduce -> render stages as
+:class:`~mmfeatvis.hooks.FeatmapVisHook` (through
+:class:`~mmfeatvis.pipeline.FeatmapPipeline`) and writes the pictures.
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+from mmengine.logging import print_log
+from mmengine.utils import ProgressBar
+
+from ..pipeline import FeatmapPipeline
+from ..probe import ProbeBuilder
+from .args import build_parser, draw_options, parse_value_range, split_paths
+from .drawing import SeriesDrawer
+from .errors import RunError, UsageError
+from .inputs import (checkpoint_labels, collect_images, expand_checkpoints,
+                     resolve_config)
+from .model import (build_model, class_names, load_config, load_weights,
+                    pick_device)
+from .output import PictureSink
+from .preview import print_preview
+from .series import SeriesRanges
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command for parsed arguments.
+
+    Returns:
+        int: 0 on success.
+
+    Raises:
+        UsageError: For bad arguments.
+        RunError: When building, loading or drawing fails, also for
+            only some of the images (the others are drawn first).
+    """
+    inputs = split_paths(args.paths, args.checkpoints)
+    options = draw_options(args)
+    value_range = parse_value_range(args.value_range)
+    items = collect_images(inputs.images)
+    config_path = resolve_config(inputs.config)
+    checkpoints = expand_checkpoints(inputs.checkpoints)
+    device = pick_device(args.device)
+    if args.out_file and len(items) > 1 and not args.preview_model:
+        raise UsageError(f'--out-file names one picture but {len(items)} '
+                         'images are given; use --out-dir.')
+    series = len(checkpoints) > 1
+    if value_range is None:
+        value_range = 'union' if series else 'per_image'
+    labels = checkpoint_labels(checkpoints)
+    sink = None
+    if not args.preview_model:
+        # Checked before the model is built, which takes a while.
+        sink = PictureSink(labels, args.out_dir, args.out_file, args.show,
+                           args.layer_cols, args.gif_duration)
+
+    cfg = load_config(config_path, args.cfg_options)
+    model = build_model(cfg, device)
+    load_weights(model, checkpoints[0])
+    tracker = None if value_range == 'per_image' else SeriesRanges(
+        value_range)
+    pipeline = FeatmapPipeline(
+        args.target_layers, options, tracker, with_stats=False)
+    try:
+        layers = pipeline.resolve(model)
+    except ValueError as error:
+        raise UsageError(f'--target-layers: {error}') from None
+    builder = ProbeBuilder(cfg)
+
+    if args.preview_model:
+        try:
+            probe = builder.build([items[0].source], model)[0]
+        except (OSError, ValueError) as error:
+            raise RunError(str(error)) from error
+        print_preview(model, probe, sys.stdout)
+        return 0
+
+    print_log(
+        f'Drawing {", ".join(layers)} of {len(checkpoints)} '
+        f'checkpoint(s) on {len(items)} image(s).',
+        logger='current')
+    drawer = SeriesDrawer(model, pipeline, builder, checkpoints,
+                          loaded=checkpoints[0],
+                          class_names=class_names(model, cfg))
+    progress = ProgressBar(len(items)) if len(items) > 1 else None
+
+    def advance(count: int) -> None:
+        for _ in range(count if progress else 0):
+            progress.update()
+
+    drawer.run(items, sink, advance)
+    if progress:
+        progress.file.write('\n')
+    _report_written(sink.written)
+    if drawer.failed:
+        raise RunError(f'{len(drawer.failed)} of {len(items)} image(s) '
+                       'could not be drawn: ' + '; '.join(
+                           reason for _, reason in drawer.failed))
+    return 0
+
+
+def _report_written(written: List[str]) -> None:
+    if written:
+        folder = osp.commonpath([osp.abspath(p) for p in written])
+        shown = written if len(written) <= 4 else [folder + osp.sep]
+        print_log(
+            f'Wrote {len(written)} file(s): {", ".join(shown)}',
+            logger='current')
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None
+         ) -> int:
+    """Entry point of ``tools/featvis.py`` and the ``mmfeatvis`` command.
+
+    Args:
+        argv (list[str], optional): Arguments; defaults to ``sys.argv``.
+        prog (str, optional): Program name in messages.
+
+    Returns:
+        int: The exit code: 0 success, 1 runtime failure, 2 usage error.
+    """
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except UsageError as error:
+        parser.print_usage(sys.stderr)
+        print(f'{parser.prog}: error: {error}', file=sys.stderr)
+        return error.exit_code
+    except RunError as error:
+        print(f'{parser.prog}: error: {error}', file=sys.stderr)
+        return error.exit_code

@@ -1,0 +1,196 @@
+"""Building a model from any OpenMMLab config and loading checkpoints.
+
+Written generically (like mmdet's ``init_detector``, but for every
+codebase): the config's ``default_scope`` picks the registry, SyncBN is
+reverted to BN so that configs asking for it run on one process (and on the
+CPU), and pretrained-weight initialisation is dropped because a checkpoint
+is loaded over it anyway.
+"""
+import logging
+from typing import Any, Dict, List, Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DATASETS, MODELS, init_default_scope
+from mmengine.runner import load_checkpoint
+from torch import nn
+
+from .errors import RunError, UsageError
+
+
+def pick_device(device: Optional[str]) -> str:
+    """The device to run on: ``device``, else CUDA when present, else CPU.
+
+    Raises:
+        UsageError: For a device that does not exist here.
+    """
+    if device is None:
+        return 'cuda:0' if torch.cuda.is_available() else 'cpu'
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f'--device {device!r} is not a device; use e.g. '
+                         'cpu or cuda:0.') from None
+    if parsed.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise UsageError(f'--device {device}: CUDA is not available on '
+                             'this machine; use --device cpu.')
+        if parsed.index is not None and (parsed.index >=
+                                         torch.cuda.device_count()):
+            raise UsageError(
+                f'--device {device}: there are only '
+                f'{torch.cuda.device_count()} CUDA device(s).')
+    return device
+
+
+def load_config(path: str, cfg_options: Optional[Dict] = None) -> Config:
+    """Read a config file and merge ``--cfg-options`` into it.
+
+    Raises:
+        RunError: If the file is not a valid config.
+        UsageError: If the config has no ``model``.
+    """
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as error:
+        raise RunError(f'cannot read the config {path!r}: '
+                       f'{type(error).__name__}: {error}') from error
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if not isinstance(cfg.get('model'), dict):
+        raise UsageError(f'the config {path!r} has no model to build.')
+    return cfg
+
+
+def _drop_pretrained(node: Any) -> None:
+    """Remove pretrained-weight loading from a model config, in place.
+
+    Building must not download weights: a checkpoint replaces them, and
+    this machine may have no network.
+    """
+    if isinstance(node, dict):
+        if node.get('pretrained'):
+            node['pretrained'] = None
+        init_cfg = node.get('init_cfg')
+        if isinstance(init_cfg, dict) and init_cfg.get('type') == (
+                'Pretrained'):
+            node['init_cfg'] = None
+        elif isinstance(init_cfg, list):
+            node['init_cfg'] = [
+                c for c in init_cfg
+                if not (isinstance(c, dict) and c.get('type') == 'Pretrained')
+            ] or None
+        for value in node.values():
+            _drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _drop_pretrained(value)
+
+
+def build_model(cfg: Config, device: str) -> nn.Module:
+    """Build ``cfg.model`` in the config's registry scope, on ``device``.
+
+    Args:
+        cfg (Config): The full config; ``cfg.model`` is changed in place
+            (pretrained initialisation removed).
+        device (str): Where the model goes.
+
+    Returns:
+        nn.Module: The model in eval mode with BN instead of SyncBN, and
+        ``model.cfg`` set to ``cfg``.
+
+    Raises:
+        RunError: If the model does not build.
+    """
+    _drop_pretrained(cfg.model)
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    try:
+        model = MODELS.build(cfg.model)
+    except Exception as error:
+        raise RunError(f'cannot build the model of the config: '
+                       f'{type(error).__name__}: {error}') from error
+    model = revert_sync_batchnorm(model)
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
+    """Load a checkpoint into ``model`` and take its dataset meta.
+
+    Args:
+        model (nn.Module): The built model.
+        checkpoint (str): Path or URL of the checkpoint.
+
+    Returns:
+        dict: The loaded checkpoint.
+
+    Raises:
+        RunError: If the file cannot be read, or none of its weights fits
+            the model (a checkpoint of another model).
+    """
+    try:
+        ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
+                               logger='silent')
+    except Exception as error:
+        raise RunError(f'cannot load the checkpoint {checkpoint!r}: '
+                       f'{type(error).__name__}: {error}') from error
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    own = model.state_dict()
+    saved = {k[len('module.'):] if k.startswith('module.') else k
+             for k in state}
+    matched = [k for k in own if k in saved]
+    if not matched:
+        raise RunError(
+            f'the checkpoint {checkpoint!r} does not fit the model: none of '
+            f'its {len(saved)} entries names one of the model\'s '
+            f'{len(own)} parameters and buffers. Is it from another config?')
+    if len(matched) < len(own):
+        missing = [k for k in own if k not in saved]
+        print_log(
+            f'checkpoint {checkpoint!r} lacks {len(missing)} of the model\'s '
+            f'{len(own)} entries (e.g. {", ".join(missing[:3])}); they keep '
+            'their initial values.',
+            logger='current',
+            level=logging.WARNING)
+    meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
+    if meta.get('dataset_meta'):
+        # mmdet 3.x spells keys in lower case; older checkpoints did not.
+        model.dataset_meta = {
+            k.lower(): v
+            for k, v in meta['dataset_meta'].items()
+        }
+    elif meta.get('CLASSES'):
+        model.dataset_meta = {'classes': meta['CLASSES']}
+    return ckpt
+
+
+def class_names(model: nn.Module, cfg: Config) -> Optional[List[str]]:
+    """Class names for drawn predictions.
+
+    From the checkpoint's dataset meta, else the config's test dataset
+    ``metainfo``, else the dataset class's ``METAINFO`` (no files read).
+    """
+    meta = getattr(model, 'dataset_meta', None) or {}
+    if meta.get('classes'):
+        return list(meta['classes'])
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    while isinstance(dataset, dict) and 'dataset' in dataset and (
+            'metainfo' not in dataset):
+        dataset = dataset['dataset']  # dataset wrappers
+    if not isinstance(dataset, dict):
+        return None
+    metainfo = dataset.get('metainfo') or {}
+    if metainfo.get('classes'):
+        return list(metainfo['classes'])
+    kind = dataset.get('type')
+    try:
+        # The root registry does not look into the default scope's child
+        # registry by itself; building does this switch too.
+        with DATASETS.switch_scope_and_registry(None) as registry:
+            cls = registry.get(kind) if isinstance(kind, str) else kind
+    except Exception:  # an unknown dataset type: no names, plain labels
+        cls = None
+    classes = getattr(cls, 'METAINFO', {}).get('classes') if cls else None
+    return list(classes) if classes else None

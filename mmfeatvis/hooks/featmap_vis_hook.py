@@ -1,0 +1,299 @@
+"""FeatmapVisHook: feature maps of a fixed probe image during training."""
+import logging
+from functools import partial
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import EMAHook, Hook
+from mmengine.logging import print_log
+from mmengine.registry import DATASETS, HOOKS
+from torch import nn
+
+from ..capture import is_sharded, unwrap_model
+from ..pipeline import DrawOptions, FeatmapPipeline, ProbeMaps
+from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
+from ..ranges import ValueRangeTracker
+from ..write import (BackgroundWriter, stat_scalars, write_results,
+                     write_scalars)
+
+CHECKPOINT_KEY = 'featvis_value_ranges'
+
+
+@HOOKS.register_module()
+class FeatmapVisHook(Hook):
+    """Draw feature maps of fixed probe images into the Visualizer backends.
+
+    Every ``interval`` iterations (or epochs), the probe images go through
+    the model in eval mode without gradients; forward hooks on the target
+    layers exist only for that pass. The maps are reduced on the model's
+    device, overlaid on the original probe image (padding cropped) and
+    written through ``runner.visualizer`` with the training iteration as
+    step. The hook never changes training: modes, gradients, random states
+    and BatchNorm statistics are left as they were, and failures after
+    start-up become warnings.
+
+    Args:
+        probe (str | list | dict, optional): An image path, a list of paths,
+            or ``dict(dataset='val'|'train'|'test', index=i)``. Defaults to
+            None: the first sample of the validation set.
+        target_layers (str | Sequence[str]): Module names, dotted paths or
+            globs such as ``'backbone.stage*'``. Defaults to
+            ``('backbone', 'neck')`` (the layers that exist are kept when
+            left at the default).
+        interval (int): Fire every ``interval`` iterations or epochs.
+            Defaults to 50.
+        by_epoch (bool): Count ``interval`` in epochs. Defaults to False.
+        channel_reduction (str | None): ``'select_max'``, ``'squeeze_mean'``,
+            ``'pca'``, ``'norm'``, ``'std'``, or None for the top-k channel
+            grid. Defaults to ``'select_max'``.
+        topk (int): Channels in the grid when ``channel_reduction`` is None.
+            Defaults to 4.
+        arrangement (tuple[int, int]): Rows and columns of that grid.
+            Defaults to (2, 2).
+        alpha (float): Weight of the heat map over the image. Defaults to
+            0.5.
+        colormap (str): OpenCV colormap name. Defaults to ``'jet'``.
+        value_range (str): ``'first'`` keeps each layer's value range from
+            its first firing so steps stay comparable; ``'running'`` follows
+            a slow moving average; ``'per_image'`` normalises each image on
+            its own like mmengine. Defaults to ``'first'``.
+        percentile (tuple[float, float], optional): Robust clipping used to
+            measure the range. Defaults to (1, 99).
+        draw_pred (bool): Draw a detector's predictions under the maps.
+            Defaults to True.
+        score_thr (float): Score threshold for predictions. Defaults to 0.3.
+        before_train (bool): Fire once before training (the baseline).
+            Defaults to True.
+        after_val (bool): Fire after each validation. Defaults to False.
+        use_ema (bool): Probe the EMA weights of an ``EMAHook`` when there is
+            one. Defaults to False.
+        with_stats (bool): Write per-layer activation statistics (mean, std,
+            share of non-positive values, max) as scalars. Defaults to True.
+        per_layer (bool): Write one image per layer. Defaults to True.
+        overview (bool): Write one titled image of all layers per probe.
+            Defaults to True.
+        probe_pipeline (list[dict], optional): Replaces the config's test
+            pipeline for the probe. Defaults to None.
+        async_write (bool): Colour, encode and write on a background thread
+            so that the training loop pays only for the probe pass and the
+            reductions. Defaults to True.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self,
+                 probe: ProbeSpec = None,
+                 target_layers: Union[str, Sequence[str]] = ('backbone',
+                                                             'neck'),
+                 interval: int = 50,
+                 by_epoch: bool = False,
+                 channel_reduction: Optional[str] = 'select_max',
+                 topk: int = 4,
+                 arrangement: Tuple[int, int] = (2, 2),
+                 alpha: float = 0.5,
+                 colormap: str = 'jet',
+                 value_range: str = 'first',
+                 percentile: Optional[Tuple[float, float]] = (1, 99),
+                 draw_pred: bool = True,
+                 score_thr: float = 0.3,
+                 before_train: bool = True,
+                 after_val: bool = False,
+                 use_ema: bool = False,
+                 with_stats: bool = True,
+                 per_layer: bool = True,
+                 overview: bool = True,
+                 probe_pipeline: Optional[List[dict]] = None,
+                 async_write: bool = True) -> None:
+        if not isinstance(interval, int) or interval <= 0:
+            raise ValueError(f'interval must be a positive integer, got '
+                             f'{interval!r}.')
+        self.probe_spec = ProbeBuilder.normalize_spec(probe)
+        for entry in self.probe_spec:
+            if isinstance(entry, str):
+                read_rgb(entry)  # a missing or unreadable image fails now
+        self.interval = interval
+        self.by_epoch = by_epoch
+        self.fire_before_train = before_train
+        self.fire_after_val = after_val
+        self.use_ema = use_ema
+        self.per_layer = per_layer
+        self.overview = overview
+        self.with_stats = with_stats
+        self.probe_pipeline = probe_pipeline
+        self._default_layers = target_layers == ('backbone', 'neck')
+        options = DrawOptions(
+            channel_reduction=channel_reduction,
+            topk=topk,
+            arrangement=arrangement,
+            alpha=alpha,
+            colormap=colormap,
+            percentile=tuple(percentile) if percentile else None,
+            draw_pred=draw_pred,
+            score_thr=score_thr)
+        self.range_tracker = ValueRangeTracker(value_range)
+        self.pipeline = FeatmapPipeline(target_layers, options,
+                                        self.range_tracker, with_stats)
+        self.probes: List[Probe] = []
+        self.async_write = async_write
+        self._writer: Optional[BackgroundWriter] = None
+        self._last_step: Optional[int] = None
+        self._sharded: Optional[bool] = None
+
+    # -- set-up: every configuration error surfaces here, before training --
+    def before_run(self, runner) -> None:
+        """Resolve layers and prepare the probes once."""
+        model = unwrap_model(runner.model)
+        if self._default_layers:
+            # The default names what detectors have; keep what exists.
+            present = [n for n in ('backbone', 'neck') if hasattr(model, n)]
+            self.pipeline.target_layers = present or ['backbone']
+        layers = self.pipeline.resolve(model)
+        if not (self._is_sharded(runner) or is_main_process()):
+            return
+        builder = ProbeBuilder(
+            runner.cfg,
+            pipeline=self.probe_pipeline,
+            build_dataset=DATASETS.build)
+        self.probes = builder.build(self.probe_spec, model)
+        if not getattr(runner.visualizer, '_vis_backends', None):
+            print_log(
+                'FeatmapVisHook: the visualizer has no backends, so maps are '
+                'drawn but not stored; add vis_backends (see '
+                'configs/_base_/featvis.py).',
+                logger='current',
+                level=logging.WARNING)
+        print_log(
+            f'FeatmapVisHook: {len(self.probes)} probe(s) '
+            f'({", ".join(p.source for p in self.probes)}); layers: '
+            f'{", ".join(layers)}; every {self.interval} '
+            f'{"epoch(s)" if self.by_epoch else "iteration(s)"}.',
+            logger='current')
+
+    # -- when it fires --
+    def before_train(self, runner) -> None:
+        """Record the baseline before the first (or resumed) iteration."""
+        if self.fire_before_train:
+            self._fire(runner, runner.iter)
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None,
+                         outputs: Any = None) -> None:
+        """Fire every ``interval`` iterations (unless counting epochs)."""
+        if not self.by_epoch and self.every_n_train_iters(
+                runner, self.interval):
+            self._fire(runner, runner.iter + 1)
+
+    def after_train_epoch(self, runner) -> None:
+        """Fire every ``interval`` epochs when counting epochs."""
+        if self.by_epoch and self.every_n_epochs(runner, self.interval):
+            self._fire(runner, runner.iter)
+
+    def after_val_epoch(self,
+                        runner,
+                        metrics: Optional[Dict[str, float]] = None) -> None:
+        """Optionally fire after each validation."""
+        if self.fire_after_val:
+            self._fire(runner, runner.iter)
+
+    def after_train(self, runner) -> None:
+        """Always record the final state, and wait until it is written."""
+        self._fire(runner, runner.iter)
+        self._flush()
+
+    def after_val(self, runner) -> None:
+        """A validation-only run (``runner.val()``) ends here: flush."""
+        self._flush()
+
+    def after_run(self, runner) -> None:
+        """Nothing may still be writing when the run ends."""
+        self._flush()
+
+    # -- value ranges survive resuming --
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Store the kept value ranges so a resumed run stays comparable."""
+        checkpoint.setdefault('meta', {})[CHECKPOINT_KEY] = (
+            self.range_tracker.state_dict())
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        """Restore value ranges saved by :meth:`before_save_checkpoint`."""
+        state = checkpoint.get('meta', {}).get(CHECKPOINT_KEY)
+        if state:
+            self.range_tracker.load_state_dict(state)
+
+    # -- the firing itself --
+    def _is_sharded(self, runner) -> bool:
+        if self._sharded is None:
+            self._sharded = is_sharded(runner.model)
+        return self._sharded
+
+    def _probe_model(self, runner) -> nn.Module:
+        if self.use_ema:
+            for hook in runner.hooks:
+                if isinstance(hook, EMAHook) and hasattr(hook, 'ema_model'):
+                    return hook.ema_model.module
+        return unwrap_model(runner.model)
+
+    def _fire(self, runner, step: int) -> None:
+        if step == self._last_step:
+            return  # e.g. after_train right after an interval firing
+        self._last_step = step
+        sharded = self._is_sharded(runner)
+        if not (sharded or is_main_process()):
+            return  # under DDP only rank 0 probes: no collective, no hang
+        description = f'FeatmapVisHook: drawing at step {step}'
+        try:
+            model = self._probe_model(runner)
+            captured = self.pipeline.capture(
+                model,
+                self.probes,
+                call_model=runner.model if sharded else None)
+            maps = [self.pipeline.reduce(*item) for item in captured]
+            del captured  # the full-size maps are not kept past here
+            if not is_main_process():
+                return
+            write_scalars(runner.visualizer,
+                          stat_scalars(maps) if self.with_stats else {},
+                          step)
+            class_names = _class_names(runner, model)
+            job = partial(self._render_and_write, runner.visualizer, maps,
+                          step, class_names)
+            if self.async_write:
+                self._background().submit(job, description)
+            else:
+                job()
+        except Exception as error:  # never stop or alter a training run
+            print_log(
+                f'{description} failed and was skipped '
+                f'({type(error).__name__}: {error}); training goes on.',
+                logger='current',
+                level=logging.WARNING)
+
+    def _render_and_write(self, visualizer, maps: List[ProbeMaps], step: int,
+                          class_names: Optional[Sequence[str]]) -> None:
+        results = [self.pipeline.render(item, class_names) for item in maps]
+        write_results(
+            visualizer,
+            results,
+            step,
+            per_layer=self.per_layer,
+            overview=self.overview,
+            stats=False)
+
+    def _background(self) -> BackgroundWriter:
+        if self._writer is None:
+            self._writer = BackgroundWriter()
+        return self._writer
+
+    def _flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+
+def _class_names(runner, model: nn.Module) -> Optional[Sequence[str]]:
+    for owner in (model, runner.visualizer):
+        meta = getattr(owner, 'dataset_meta', None) or {}
+        if meta.get('classes'):
+            return meta['classes']
+    return None

@@ -1,0 +1,340 @@
+"""The probe -> capture -> reduce -> render flow, shared by hook and CLI.
+
+:class:`FeatmapPipeline` holds the drawing options and resolved layers; its
+:meth:`~FeatmapPipeline.run` feeds prepared probes through a model inside
+:func:`~mmfeatvis.isolation.isolated_inference` and returns rendered images
+and statistics, ready for a writer.
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.logging import print_log
+from torch import nn
+
+from .capture import FeatureCapture, resolve_layers
+from .draw import render_reduced
+from .isolation import isolated_inference, raised_score_threshold
+from .probe import Probe
+from .ranges import ValueRangeTracker
+from .reduce import (CHANNEL_REDUCTIONS, ReducedFeatmap, activation_stats,
+                     reduce_featmap, value_range)
+from .render import compose_panels
+from .render.boxes import draw_detections
+from .render.colormap import get_lut
+
+OVERVIEW_TILE_SIDE = 400
+
+
+@dataclass
+class DrawOptions:
+    """How captured maps become pictures.
+
+    Args:
+        channel_reduction (str | None): ``'squeeze_mean'``, ``'select_max'``,
+            ``'pca'``, ``'norm'``, ``'std'``, or None for the top-k channels.
+        topk (int): Channels shown when ``channel_reduction`` is None.
+        arrangement (tuple[int, int]): Rows and columns of the top-k grid.
+        alpha (float): Weight of the heat map over the image.
+        colormap (str): OpenCV colormap name.
+        percentile (tuple[float, float], optional): Robust clipping of the
+            value range, e.g. ``(1, 99)``.
+        draw_pred (bool): Draw detector predictions under the maps.
+        score_thr (float): Score threshold for drawn predictions.
+    """
+    channel_reduction: Optional[str] = 'select_max'
+    topk: int = 4
+    arrangement: Tuple[int, int] = (2, 2)
+    alpha: float = 0.5
+    colormap: str = 'jet'
+    percentile: Optional[Tuple[float, float]] = None
+    draw_pred: bool = False
+    score_thr: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.channel_reduction not in CHANNEL_REDUCTIONS + (None, ):
+            raise ValueError(
+                f'Unknown channel_reduction {self.channel_reduction!r}; '
+                f'choose one of {CHANNEL_REDUCTIONS} or None (top-k).')
+        rows_cols = tuple(self.arrangement)
+        if len(rows_cols) != 2 or min(rows_cols) < 1:
+            raise ValueError(f'arrangement must be (rows, cols) of positive '
+                             f'integers, got {self.arrangement!r}.')
+        self.arrangement = (int(rows_cols[0]), int(rows_cols[1]))
+        if self.channel_reduction is None and self.topk > 0 and (
+                self.arrangement[0] * self.arrangement[1] < self.topk):
+            raise ValueError(
+                f'arrangement {self.arrangement} holds '
+                f'{self.arrangement[0] * self.arrangement[1]} tiles, fewer '
+                f'than topk={self.topk}; enlarge it or lower topk.')
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f'alpha must be in [0, 1], got {self.alpha}.')
+        get_lut(self.colormap)  # raises for unknown names
+        if self.percentile is not None:
+            low, high = self.percentile
+            if not 0 <= low < high <= 100:
+                raise ValueError('percentile must be (low, high) with '
+                                 f'0 <= low < high <= 100, got '
+                                 f'{self.percentile!r}.')
+
+
+@dataclass
+class ProbeResult:
+    """Everything drawn for one probe at one firing.
+
+    Attributes:
+        probe (str): The probe's name.
+        layer_images (dict[str, np.ndarray]): RGB image per captured map.
+        stats (dict[str, dict[str, float]]): Activation statistics per map.
+        skipped (dict[str, str]): Maps that could not be drawn, and why.
+    """
+    probe: str
+    layer_images: Dict[str, np.ndarray] = field(default_factory=dict)
+    stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    def overview(self, max_tile_side: int = OVERVIEW_TILE_SIDE) -> np.ndarray:
+        """All layers of the probe in one image, each panel titled.
+
+        Args:
+            max_tile_side (int): Panels are scaled down so that their longer
+                side is at most this; the overview of many layers stays
+                readable on one TensorBoard card and cheap to encode.
+        """
+        panels = list(self.layer_images.items())
+        height = max(image.shape[0] for _, image in panels)
+        width = max(image.shape[1] for _, image in panels)
+        scale = min(1.0, max_tile_side / max(height, width))
+        tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return compose_panels(panels, tile_hw=tile_hw)
+
+
+@dataclass
+class ReducedLayer:
+    """One captured map after reduction, ready to render on the host."""
+    layer: str
+    reduced: ReducedFeatmap
+    norm_range: Optional[Tuple[float, float]]
+    stats: Optional[Dict[str, float]]
+
+
+@dataclass
+class ProbeMaps:
+    """What one probe pass produced, on the host: the hand-over between the
+    training thread (capture, reduce) and the drawing thread (render)."""
+    probe: Probe
+    layers: List[ReducedLayer] = field(default_factory=list)
+    skipped: Dict[str, str] = field(default_factory=dict)
+    prediction: Any = None
+
+    @property
+    def stats(self) -> Dict[str, Dict[str, float]]:
+        """Activation statistics per map."""
+        return {
+            item.layer: item.stats
+            for item in self.layers if item.stats is not None
+        }
+
+
+class FeatmapPipeline:
+    """Runs probes through a model and draws the captured maps.
+
+    Args:
+        target_layers (Sequence[str]): Layer names, dotted paths or globs.
+        options (DrawOptions): Drawing options.
+        range_tracker (ValueRangeTracker, optional): Keeps value ranges
+            across calls; ``None`` normalises each map on its own.
+        with_stats (bool): Compute activation statistics.
+    """
+
+    def __init__(self,
+                 target_layers: Sequence[str],
+                 options: DrawOptions,
+                 range_tracker: Optional[ValueRangeTracker] = None,
+                 with_stats: bool = True) -> None:
+        self.target_layers = ([target_layers] if isinstance(
+            target_layers, str) else list(target_layers))
+        self.options = options
+        self.range_tracker = range_tracker
+        self.with_stats = with_stats
+        self.layer_names: List[str] = []
+        self._reported: set = set()
+
+    def resolve(self, model: nn.Module) -> List[str]:
+        """Resolve the target layers on ``model`` (raises for unknown)."""
+        self.layer_names = resolve_layers(model, self.target_layers)
+        return self.layer_names
+
+    def forward_mode(self, model: nn.Module) -> str:
+        """``'predict'`` when drawing a detector's boxes, else ``'tensor'``.
+
+        Segmentors stay in tensor mode: their predict may run sliding
+        windows, which would call the hooked layers once per window.
+        """
+        if self.options.draw_pred and _is_detector(model):
+            return 'predict'
+        return 'tensor'
+
+    def capture(self,
+                model: nn.Module,
+                probes: Sequence[Probe],
+                call_model: Optional[Callable[..., Any]] = None
+                ) -> List[Tuple[Probe, Dict[str, Any], Any]]:
+        """Feed every probe through the model and capture the layers.
+
+        Args:
+            model (nn.Module): The unwrapped model (hooks go on it).
+            probes (Sequence[Probe]): Prepared probes.
+            call_model (callable, optional): What to call for the forward
+                pass; a sharded wrapper must be called instead of the inner
+                model so that it gathers its parameters. Defaults to
+                ``model``.
+
+        Returns:
+            list: ``(probe, features, outputs)`` per probe.
+        """
+        if not self.layer_names:
+            self.resolve(model)
+        call_model = call_model or model
+        mode = self.forward_mode(model)
+        captured = []
+        with isolated_inference(model), raised_score_threshold(
+                model, self.options.score_thr if mode == 'predict' else 0
+        ), FeatureCapture(model, self.layer_names) as capture:
+            for probe in probes:
+                outputs = call_model(**probe.model_kwargs(), mode=mode)
+                captured.append((probe, capture.pop_features(),
+                                 outputs if mode == 'predict' else None))
+        return captured
+
+    def reduce(self,
+               probe: Probe,
+               features: Dict[str, Any],
+               outputs: Any = None) -> ProbeMaps:
+        """Reduce the captured maps of one probe on their device.
+
+        Everything that touches the model's device happens here, so that
+        the caller can hand the result to another thread: the reduced maps
+        (small) and predictions are copied to the host, value ranges and
+        statistics are plain floats.
+        """
+        maps = ProbeMaps(probe)
+        for layer in self.layer_names:
+            if not any(
+                    name == layer or name.startswith((layer + '[',
+                                                      layer + '#'))
+                    for name in features):
+                maps.skipped[layer] = (
+                    'it was not called in the probe forward (its parent may '
+                    'call its .forward() directly, which skips hooks); '
+                    'target one of its submodules instead')
+        if outputs:
+            maps.prediction = _to_host(outputs[0])
+        for layer, featmap in features.items():
+            if not isinstance(featmap, torch.Tensor):
+                maps.skipped[layer] = (
+                    f'output is {type(featmap).__name__}, not a tensor')
+                continue
+            try:
+                maps.layers.append(self._reduce_one(probe, layer, featmap))
+            except ValueError as error:
+                maps.skipped[layer] = str(error)
+        self._report_skipped(maps.skipped)
+        return maps
+
+    def _reduce_one(self, probe: Probe, layer: str,
+                    featmap: torch.Tensor) -> ReducedLayer:
+        opts = self.options
+        image_hw = tuple(probe.meta.get('batch_input_shape')
+                         or probe.image.shape[:2])
+        featmap, layout = _single_sample_layout(featmap)
+        reduced = reduce_featmap(featmap, opts.channel_reduction,
+                                 topk=opts.topk, image_hw=image_hw,
+                                 layout=layout)
+        norm_range = None
+        if self.range_tracker is not None and (
+                self.range_tracker.mode != 'per_image'):
+            observed = value_range(reduced, percentile=opts.percentile)
+            norm_range = self.range_tracker.update((probe.name, layer),
+                                                   observed)
+        stats = activation_stats(featmap) if self.with_stats else None
+        reduced.maps = reduced.maps.cpu()
+        if reduced.channels is not None:
+            reduced.channels = reduced.channels.cpu()
+        return ReducedLayer(layer, reduced, norm_range, stats)
+
+    def render(self,
+               maps: ProbeMaps,
+               class_names: Optional[Sequence[str]] = None) -> ProbeResult:
+        """Draw reduced maps over the probe image (host only, any thread)."""
+        opts = self.options
+        probe = maps.probe
+        result = ProbeResult(probe.name, skipped=dict(maps.skipped))
+        background = probe.image
+        if maps.prediction is not None:
+            background = draw_detections(background, maps.prediction,
+                                         opts.score_thr, class_names)
+        for item in maps.layers:
+            result.layer_images[item.layer] = render_reduced(
+                item.reduced,
+                background,
+                norm_range=item.norm_range,
+                percentile=None if item.norm_range else opts.percentile,
+                alpha=opts.alpha,
+                colormap=opts.colormap,
+                arrangement=opts.arrangement,
+                image_meta=probe.meta)
+            if item.stats is not None:
+                result.stats[item.layer] = item.stats
+        return result
+
+    def _report_skipped(self, skipped: Dict[str, str]) -> None:
+        for layer, reason in skipped.items():
+            if layer not in self._reported:
+                self._reported.add(layer)
+                print_log(
+                    f'mmfeatvis: layer {layer!r} is not drawn: {reason}',
+                    logger='current',
+                    level=logging.WARNING)
+
+    def run(self,
+            model: nn.Module,
+            probes: Sequence[Probe],
+            call_model: Optional[Callable[..., Any]] = None,
+            class_names: Optional[Sequence[str]] = None) -> List[ProbeResult]:
+        """Capture, reduce and render every probe, in this thread."""
+        return [
+            self.render(self.reduce(probe, features, outputs), class_names)
+            for probe, features, outputs in self.capture(
+                model, probes, call_model)
+        ]
+
+
+def _single_sample_layout(featmap: torch.Tensor) -> Tuple[torch.Tensor, str]:
+    """Name the layout of a layer output for the probe's batch of one.
+
+    The probe pass has one sample, so a 3-D output with a leading 1 is a
+    batch-first token sequence ``(1, N, C)`` (ViT, Swin) and one with a 1 in
+    the middle is sequence-first ``(N, 1, C)`` (DETR's transformer); neither
+    is a one-channel ``(1, H, W)`` map, as it would be without that
+    knowledge.
+    """
+    if featmap.ndim == 3 and featmap.shape[0] == 1:
+        return featmap, 'tokens'
+    if featmap.ndim == 3 and featmap.shape[1] == 1:
+        return featmap.transpose(0, 1), 'tokens'
+    return featmap, 'auto'
+
+
+def _to_host(sample: Any) -> Any:
+    return sample.cpu() if hasattr(sample, 'cpu') else sample
+
+
+def _is_detector(model: nn.Module) -> bool:
+    try:
+        from mmdet.models.detectors import BaseDetector
+    except ImportError:  # detection extras not installed
+        return False
+    return isinstance(model, BaseDetector)

@@ -1,0 +1,499 @@
+"""tools/featvis.py run as a user runs it, on a real photograph.
+
+Checkpoints are saved from randomly initialised models built from the
+configs shipped in the installed mmyolo, mmdet and mmseg. The commands of
+a group run concurrently (each is mostly a single-threaded start-up), and
+the tests then check the pictures they wrote and their exit status.
+"""
+import importlib.util
+import math
+import os
+import os.path as osp
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Sequence, Tuple
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.runner import save_checkpoint
+
+from mmfeatvis.cli.inputs import resolve_config
+from mmfeatvis.cli.model import build_model, load_config, load_weights
+from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+from mmfeatvis.probe import ProbeBuilder
+from mmfeatvis.render import compose_panels
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOL = osp.join(REPO, 'tools', 'featvis.py')
+YOLO = 'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'
+RETINANET = 'mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'
+DETR = 'mmdet::detr/detr_r18_8xb2-500e_coco.py'
+FAST_SCNN = 'mmseg::fastscnn/fast_scnn_8xb4-160k_cityscapes-512x1024.py'
+#: grace_hopper.jpg is 600 x 512 (h x w); pictures keep the original size.
+IMAGE_HW = (600, 512)
+WORKERS = 3
+
+
+def yolo_config_path(name: str) -> str:
+    """A YOLOv5 config as a path into the installed mmyolo package."""
+    package = importlib.util.find_spec('mmyolo').submodule_search_locations
+    return osp.join(list(package)[0], '.mim', 'configs', 'yolov5', name)
+
+
+def run_cli(args: Sequence[str], cwd: str,
+            drop_env: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """Run the command line as a user would, in ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k not in drop_env}
+    # Concurrent commands share two cores: one thread each.
+    env['OMP_NUM_THREADS'] = '1'
+    return subprocess.run([sys.executable, TOOL, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def run_all(commands: Dict[str, Tuple[List[str], str, Tuple[str, ...]]]
+            ) -> Dict[str, subprocess.CompletedProcess]:
+    """Run named commands concurrently; returns each one's result."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = {
+            name: pool.submit(run_cli, args, cwd, drop)
+            for name, (args, cwd, drop) in commands.items()
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def read_rgb(path: str) -> np.ndarray:
+    image = cv2.imread(path)
+    assert image is not None, f'{path} was not written'
+    return image[..., ::-1]
+
+
+def layout(num: int, tile_hw: Tuple[int, int]) -> Tuple[int, int, int]:
+    """(height, width, cols) of compose_panels' picture of num panels."""
+    cols = math.ceil(math.sqrt(num))
+    blank = np.zeros((*tile_hw, 3), np.uint8)
+    picture = compose_panels([('t', blank)] * num)
+    return picture.shape[0], picture.shape[1], cols
+
+
+def filled_cells(picture: np.ndarray, rows: int, cols: int,
+                 title: int = 40) -> int:
+    """Grid cells holding a picture (not the plain white background)."""
+    height, width = picture.shape[:2]
+    cell_h, cell_w = height // rows, width // cols
+    count = 0
+    for r in range(rows):
+        for c in range(cols):
+            # Past the title band, inside the cell's margins.
+            cell = picture[r * cell_h + title:(r + 1) * cell_h - 8,
+                           c * cell_w + 8:(c + 1) * cell_w - 8]
+            count += int(cell.std() > 10)
+    return count
+
+
+def assert_panels(picture: np.ndarray, num: int,
+                  tile_hw: Tuple[int, int] = IMAGE_HW) -> None:
+    """The picture is compose_panels' layout of exactly num panels."""
+    height, width, cols = layout(num, tile_hw)
+    assert picture.shape[:2] == (height, width)
+    rows = math.ceil(num / cols)
+    assert filled_cells(picture, rows, cols) == num
+
+
+def checked(result: subprocess.CompletedProcess,
+            code: int = 0) -> subprocess.CompletedProcess:
+    assert result.returncode == code, (
+        f'exit {result.returncode}\n{result.stdout[-3000:]}\n'
+        f'{result.stderr[-3000:]}')
+    return result
+
+
+# -- checkpoints saved from randomly initialised models --
+def save_random_checkpoints(config: str, folder: str,
+                            epochs: Sequence[int]) -> List[str]:
+    """Save the model of ``config``, perturbed more at later epochs.
+
+    The perturbation stands in for training: later checkpoints have
+    different (and larger) activations.
+    """
+    model = build_model(load_config(resolve_config(config)), 'cpu')
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for epoch in epochs:
+        torch.manual_seed(epoch)
+        state = {}
+        for key, value in base.items():
+            if value.is_floating_point() and value.numel() > 1:
+                noise = torch.randn_like(value) * value.std()
+                value = value * (1 + 0.1 * epoch) + 0.3 * noise
+            state[key] = value
+        path = osp.join(folder, f'epoch_{epoch}.pth')
+        save_checkpoint(
+            dict(meta=dict(epoch=epoch,
+                           dataset_meta=dict(classes=('a', 'b'))),
+                 state_dict=state), path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope='session')
+def yolo_work_dir(tmp_path_factory) -> str:
+    """A work_dir with epoch_1, epoch_2 and epoch_10 of YOLOv5-s."""
+    folder = str(tmp_path_factory.mktemp('work_dirs') / 'yolov5_s')
+    save_random_checkpoints(YOLO, folder, (1, 2, 10))
+    return folder
+
+
+@pytest.fixture(scope='session')
+def yolo_ckpt(yolo_work_dir) -> str:
+    return osp.join(yolo_work_dir, 'epoch_1.pth')
+
+
+# -- the five examples of MMYOLO's documentation, and --preview-model --
+@pytest.fixture(scope='module')
+def seed_runs(tmp_path_factory, probe_image_path, yolo_ckpt):
+    config = yolo_config_path('yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py')
+    typo = yolo_config_path('yolov5_s-v61_fast_syncbn_8xb16-300e_coco.py')
+    img = probe_image_path
+    cwd = {}
+    for name in ('ex1', 'ex2', 'ex3', 'ex3_fixed', 'ex4', 'ex5', 'preview',
+                 'unknown_layer'):
+        cwd[name] = str(tmp_path_factory.mktemp(name))
+    device = ['--device', 'cpu']
+    commands = {
+        'ex1': [img, config, yolo_ckpt, '--target-layers', 'backbone',
+                '--channel-reduction', 'select_max'],
+        'ex2': [img, config, yolo_ckpt, '--target-layers', 'neck',
+                '--channel-reduction', 'squeeze_mean'],
+        'ex3': [img, typo, yolo_ckpt, '--target-layers', 'backbone.stage4',
+                'backbone.stage3', '--channel-reduction', 'squeeze_mean'],
+        'ex3_fixed': [img, config, yolo_ckpt, '--target-layers',
+                      'backbone.stage4', 'backbone.stage3',
+                      '--channel-reduction', 'squeeze_mean'],
+        'ex4': [img, config, yolo_ckpt, '--target-layers',
+                'backbone.stage3', 'backbone.stage4', '--channel-reduction',
+                'None', '--topk', '3', '--arrangement', '2', '2',
+                '--out-file', '4.jpg'],
+        'ex5': [img, config, yolo_ckpt, '--target-layers', 'backbone',
+                '--channel-reduction', 'select_max', '--out-file',
+                'featmap_backbone'],
+        'preview': [img, YOLO, yolo_ckpt, '--preview-model'],
+        'unknown_layer': [img, YOLO, yolo_ckpt, '--target-layers',
+                          'backbone.stage4', 'backbone.stag3'],
+    }
+    results = run_all({
+        name: (args + device, cwd[name], ())
+        for name, args in commands.items()
+    })
+    return {name: (results[name], cwd[name]) for name in commands}
+
+
+def test_example_1_backbone_select_max_three_panels(seed_runs):
+    result, cwd = seed_runs['ex1']
+    checked(result)
+    # Without --out-file the picture goes to ./output, named as the image.
+    picture = read_rgb(osp.join(cwd, 'output', 'grace_hopper.jpg'))
+    assert_panels(picture, 3)
+
+
+def test_example_2_neck_squeeze_mean_three_panels(seed_runs):
+    result, cwd = seed_runs['ex2']
+    checked(result)
+    assert_panels(read_rgb(osp.join(cwd, 'output', 'grace_hopper.jpg')), 3)
+
+
+def test_example_3_config_typo_suggests_the_real_config(seed_runs):
+    result, cwd = seed_runs['ex3']
+    checked(result, 2)
+    assert 'usage:' in result.stderr
+    message = result.stderr.splitlines()[-1]
+    assert 'yolov5_s-v61_fast_syncbn_8xb16-300e_coco.py' in message
+    assert 'does not exist' in message
+    suggestions = message.split('Did you mean:')[1]
+    first = suggestions.split(',')[0].strip()
+    assert first.endswith('yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py')
+    assert not osp.exists(osp.join(cwd, 'output'))
+
+
+def test_example_3_with_the_real_config_two_panels(seed_runs):
+    result, cwd = seed_runs['ex3_fixed']
+    checked(result)
+    assert_panels(read_rgb(osp.join(cwd, 'output', 'grace_hopper.jpg')), 2)
+
+
+def test_example_4_top3_channels_in_2x2_grids(seed_runs):
+    result, cwd = seed_runs['ex4']
+    checked(result)
+    grid_hw = (IMAGE_HW[0] * 2, IMAGE_HW[1] * 2)
+    picture = read_rgb(osp.join(cwd, '4.jpg'))
+    assert_panels(picture, 2, grid_hw)
+    # Each layer's grid: 3 channels in a 2x2 arrangement, one cell blank.
+    height, width, cols = layout(2, grid_hw)
+    cell_w = (width - 4) // cols
+    for index in range(2):
+        top = height - 4 - grid_hw[0]
+        left = 4 + index * cell_w
+        grid = picture[top:top + grid_hw[0], left:left + grid_hw[1]]
+        assert filled_cells(grid, 2, 2, title=30) == 3
+        assert grid[grid_hw[0] // 2 + 20:, grid_hw[1] // 2 + 20:].min() > 200
+
+
+def test_example_5_out_file_gets_an_extension(seed_runs):
+    result, cwd = seed_runs['ex5']
+    checked(result)
+    assert os.listdir(cwd) == ['featmap_backbone.jpg']
+    picture = read_rgb(osp.join(cwd, 'featmap_backbone.jpg'))
+    # The same command as example 1: the same picture.
+    same = read_rgb(
+        osp.join(seed_runs['ex1'][1], 'output', 'grace_hopper.jpg'))
+    assert picture.shape == same.shape
+    assert np.abs(picture.astype(int) - same).mean() < 1
+
+
+def test_preview_model_lists_layers_with_output_shapes(seed_runs):
+    result, cwd = seed_runs['preview']
+    checked(result)
+    lines = result.stdout.splitlines()
+
+    def line_of(name: str) -> str:
+        return next(line for line in lines if line.split()[0] == name)
+
+    assert '(1, 3, 640, 640)' in lines[0]
+    assert 'YOLOv5CSPDarknet' in line_of('backbone')
+    assert line_of('backbone[0]').endswith('(1, 128, 80, 80)')
+    assert line_of('backbone[2]').endswith('(1, 512, 20, 20)')
+    assert line_of('backbone.stage4').endswith('(1, 512, 20, 20)')
+    assert line_of('neck[1]').endswith('(1, 256, 40, 40)')
+    assert line_of('bbox_head.head_module.convs_pred.0').endswith(
+        '(1, 255, 80, 80)')
+    assert 'not called by forward' in line_of('data_preprocessor')
+    assert os.listdir(cwd) == []  # nothing drawn
+
+
+def test_unknown_layer_names_the_closest_layers(seed_runs):
+    result, cwd = seed_runs['unknown_layer']
+    checked(result, 2)
+    assert "Unknown layer 'backbone.stag3'" in result.stderr
+    assert 'Closest names: backbone.stage3' in result.stderr
+    assert os.listdir(cwd) == []
+
+
+# -- bad commands fail before the model is built --
+def test_usage_errors_exit_2_with_a_clear_message(tmp_path, probe_image_path,
+                                                  yolo_ckpt):
+    img = probe_image_path
+    cwd = tmp_path / 'cwd'
+    cwd.mkdir()
+    second = str(tmp_path / 'second.jpg')
+    shutil.copy(img, second)
+    missing_img = str(tmp_path / 'dog.jpg')
+    missing_ckpt = osp.join(osp.dirname(yolo_ckpt), 'epoch_3.pth')
+    cases = {
+        'missing image': ([missing_img, YOLO, yolo_ckpt],
+                          f"IMG '{missing_img}' does not exist"),
+        'missing checkpoint': ([img, YOLO, missing_ckpt],
+                               f'Did you mean: {yolo_ckpt}'),
+        'missing config': ([img, 'configs/yolov5/yolov5_s-v61_syncbn_fast'
+                            '_8xb16-300e_coco.py', yolo_ckpt],
+                           'Did you mean: mmyolo::yolov5/yolov5_s-v61_'
+                           'syncbn_fast_8xb16-300e_coco.py'),
+        'bad reduction': ([img, YOLO, yolo_ckpt, '--channel-reduction',
+                           'max'], "invalid choice: 'max' (choose from "
+                          "'select_max', 'squeeze_mean', 'None'"),
+        'topk too large': ([img, YOLO, yolo_ckpt, '--channel-reduction',
+                            'None', '--topk', '5'],
+                           '--arrangement (2, 2) holds 4 tiles, fewer than '
+                           '--topk=5'),
+        'bad value range': ([img, YOLO, yolo_ckpt, '--value-range', 'max'],
+                            'expected one of per_image, union, last'),
+        'out-file for two images': ([img, second, YOLO, yolo_ckpt,
+                                     '--out-file', 'x.jpg'],
+                                    '--out-file names one picture but 2 '
+                                    'images are given'),
+        'glob matching nothing': ([img, YOLO, str(tmp_path / 'epoch_*.pth')],
+                                  'matches no file'),
+    }
+    if not torch.cuda.is_available():
+        cases['no cuda'] = ([img, YOLO, yolo_ckpt, '--device', 'cuda:0'],
+                            'CUDA is not available on this machine')
+    results = run_all({
+        name: (args, str(cwd), ())
+        for name, (args, _) in cases.items()
+    })
+    for name, (_, expected) in cases.items():
+        result = results[name]
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.startswith('usage:'), (name, result.stderr)
+        assert expected in result.stderr, (name, result.stderr)
+    assert os.listdir(cwd) == []
+
+
+# -- checkpoint series, folders, and models of mmdet and mmseg --
+@pytest.fixture(scope='session')
+def other_checkpoints(tmp_path_factory) -> Dict[str, str]:
+    folder = tmp_path_factory.mktemp('other_models')
+    return {
+        name: save_random_checkpoints(config, str(folder / name), (1, ))[0]
+        for name, config in (('retinanet', RETINANET), ('detr', DETR),
+                             ('fast_scnn', FAST_SCNN))
+    }
+
+
+@pytest.fixture(scope='module')
+def more_runs(tmp_path_factory, probe_image_path, yolo_work_dir, yolo_ckpt,
+              other_checkpoints):
+    img = probe_image_path
+    images = tmp_path_factory.mktemp('images')
+    # Same file names in different sub-folders, and one broken file.
+    for sub in ('a', osp.join('b', 'c')):
+        os.makedirs(images / sub)
+        shutil.copy(img, images / sub / 'hopper.jpg')
+    flipped = cv2.flip(cv2.imread(img), 1)
+    cv2.imwrite(str(images / 'b' / 'c' / 'hopper.jpg'), flipped)
+    (images / 'b' / 'broken.png').write_bytes(b'not an image')
+    cwd = {name: str(tmp_path_factory.mktemp(name))
+           for name in ('series', 'folder', 'retinanet', 'detr', 'mmseg')}
+    # Halved test scales keep the detectors and the segmentor quick.
+    small = ['--cfg-options', 'test_dataloader.dataset.pipeline.1.scale='
+             '(667,400)']
+    commands = {
+        'series': ([img, YOLO, osp.join(yolo_work_dir, 'epoch_*.pth'),
+                    '--target-layers', 'backbone', '--out-dir', 'maps'],
+                   ()),
+        'folder': ([str(images), YOLO, yolo_ckpt, '--show',
+                    '--target-layers', 'neck.out_layers.*'],
+                   ('DISPLAY', 'WAYLAND_DISPLAY')),
+        'retinanet': ([img, RETINANET, other_checkpoints['retinanet'],
+                       '--target-layers', 'neck', '--score-thr', '0.05',
+                       '--out-file', 'retinanet.png'] + small, ()),
+        'detr': ([img, DETR, other_checkpoints['detr'], '--target-layers',
+                  'encoder', 'encoder.layers.[05]', '--no-pred',
+                  '--out-file', 'detr.png'] + small, ()),
+        'mmseg': ([img, FAST_SCNN, other_checkpoints['fast_scnn'],
+                   '--target-layers', 'backbone', '--channel-reduction',
+                   'pca', '--out-file', 'seg.png', '--cfg-options',
+                   'test_dataloader.dataset.pipeline.1.scale=(1024,512)'],
+                  ()),
+    }
+    results = run_all({
+        name: (args + ['--device', 'cpu'], cwd[name], drop)
+        for name, (args, drop) in commands.items()
+    })
+    return {name: (results[name], cwd[name]) for name in commands}
+
+
+def test_checkpoint_series_glob_ordered_by_epoch(more_runs, yolo_work_dir):
+    result, cwd = more_runs['series']
+    checked(result)
+    folder = osp.join(cwd, 'maps', 'grace_hopper')
+    assert sorted(os.listdir(folder)) == [
+        'epoch_1.jpg', 'epoch_10.jpg', 'epoch_2.jpg', 'series.gif',
+        'series_strip.jpg'
+    ]
+    frames = [
+        read_rgb(osp.join(folder, f'epoch_{e}.jpg')) for e in (1, 2, 10)
+    ]
+    # Each frame: the 3 backbone maps under the checkpoint's name.
+    assert all(f.shape == frames[0].shape for f in frames)
+    # Maps differ between checkpoints.
+    for a, b in ((0, 1), (1, 2), (0, 2)):
+        diff = np.abs(frames[a].astype(int) - frames[b]).mean()
+        assert diff > 5, (a, b, diff)
+    # The strip: checkpoints as columns, the 3 layers as rows.
+    strip = read_rgb(osp.join(folder, 'series_strip.jpg'))
+    gap, title = 4, 40
+    cols, rows = 3, 3
+    assert strip.shape[1] == cols * (IMAGE_HW[1] + gap) + gap
+    assert filled_cells(strip, rows, cols, title) == 9
+    # The GIF: one frame per checkpoint, in epoch order (1, 2, 10, not
+    # the lexical 1, 10, 2).
+    from PIL import Image, ImageSequence
+    gif = Image.open(osp.join(folder, 'series.gif'))
+    assert gif.n_frames == 3
+    assert gif.info['loop'] == 0
+    for index, frame in enumerate(ImageSequence.Iterator(gif)):
+        frame = np.asarray(frame.convert('RGB')).astype(int)
+        errors = [
+            np.abs(cv2.resize(f, frame.shape[1::-1]) - frame).mean()
+            for f in frames
+        ]
+        assert int(np.argmin(errors)) == index, errors
+
+
+def test_folder_mirrors_sub_folders_and_reports_broken_files(more_runs):
+    result, cwd = more_runs['folder']
+    # The broken file makes the run fail (exit 1), after the others.
+    checked(result, 1)
+    assert 'broken.png' in result.stderr.splitlines()[-1]
+    assert 'usage:' not in result.stderr
+    out = osp.join(cwd, 'output')
+    written = sorted(
+        osp.relpath(osp.join(root, f), out)
+        for root, _, files in os.walk(out) for f in files)
+    assert written == ['a/hopper.jpg', 'b/c/hopper.jpg']
+    a = read_rgb(osp.join(out, 'a', 'hopper.jpg'))
+    b = read_rgb(osp.join(out, 'b', 'c', 'hopper.jpg'))
+    assert_panels(a, 3)
+    assert np.abs(a.astype(int) - b).mean() > 5  # the flipped image
+    # --show without a display: a warning, and the files are written.
+    assert 'no display is available' in result.stdout + result.stderr
+    assert '3/3' in result.stdout  # the progress bar
+
+
+def test_mmdet_fpn_detector(more_runs):
+    result, cwd = more_runs['retinanet']
+    checked(result)
+    # RetinaNet's FPN has 5 levels; maps keep the original image size.
+    assert_panels(read_rgb(osp.join(cwd, 'retinanet.png')), 5)
+
+
+def test_detr_encoder_tokens_drawn_as_maps(more_runs):
+    result, cwd = more_runs['detr']
+    checked(result)
+    assert 'is not drawn' not in result.stdout + result.stderr
+    assert_panels(read_rgb(osp.join(cwd, 'detr.png')), 3)
+
+
+def test_detr_encoder_tokens_fold_into_the_feature_grid(
+        other_checkpoints, probe_image_path):
+    # What the CLI does with DETR's (1, N, C) encoder output, checked on
+    # the maps themselves: they take the grid of the encoder's input.
+    cfg = load_config(resolve_config(DETR),
+                      {'test_dataloader.dataset.pipeline.1.scale': (667,
+                                                                    400)})
+    model = build_model(cfg, 'cpu')
+    load_weights(model, other_checkpoints['detr'])
+    probe = ProbeBuilder(cfg).build([probe_image_path], model)[0]
+    pipeline = FeatmapPipeline(['neck', 'encoder'],
+                               DrawOptions(draw_pred=False))
+    (_, features, _), = pipeline.capture(model, [probe])
+    tokens = features['encoder']
+    assert tokens.ndim == 3 and tokens.shape[0] == 1
+    maps = pipeline.reduce(probe, features)
+    reduced = {item.layer: item.reduced for item in maps.layers}
+    assert reduced['encoder'].hw == reduced['neck[0]'].hw
+    assert reduced['encoder'].hw[0] * reduced['encoder'].hw[1] == (
+        tokens.shape[1])
+
+
+def test_mmseg_syncbn_config_runs_on_cpu(more_runs):
+    result, cwd = more_runs['mmseg']
+    checked(result)
+    assert_panels(read_rgb(osp.join(cwd, 'seg.png')), 3)
+
+
+def test_console_module_entry_point(tmp_path):
+    result = subprocess.run(
+        [sys.executable, '-m', 'mmfeatvis.cli', '--help'], cwd=REPO,
+        capture_output=True, text=True, timeout=120)
+    checked(result)
+    assert result.stdout.startswith('usage: mmfeatvis [options] IMG')
+    for option in ('--target-layers', '--preview-model', '--channel-reduction',
+                   '--topk', '--arrangement', '--out-dir', '--out-file',
+                   '--device', '--score-thr', '--no-pred', '--show',
+                   '--cfg-options', '--value-range', '--checkpoints'):
+        assert option in result.stdout
