@@ -191,6 +191,55 @@ def render_reduced(reduced: ReducedFeatmap,
     return canvas
 
 
+def reduce_for_image(featmap: torch.Tensor,
+                     channel_reduction: Optional[str] = 'squeeze_mean',
+                     topk: int = 20,
+                     *,
+                     image_meta: Any = None,
+                     image_hw: Optional[Sequence[int]] = None,
+                     resize_shape: Optional[Sequence[int]] = None,
+                     layout: str = 'auto',
+                     grid_hw: Optional[Sequence[int]] = None
+                     ) -> ReducedFeatmap:
+    """Reduce a map for drawing on an image, ranking only image content.
+
+    With ``image_meta`` the token grid follows the network input and
+    'select_max'/top-k rank channels by their sum over the region that
+    covers real image content, not the letterbox or bottom/right padding;
+    otherwise they rank at the size the map will be drawn at, as mmengine
+    does.
+
+    Args:
+        featmap (torch.Tensor): Any layout :func:`~mmfeatvis.reduce.to_chw`
+            accepts.
+        channel_reduction (str, optional): See :func:`draw_featmap`.
+        topk (int): See :func:`draw_featmap`.
+        image_meta (dict | data sample, optional): Sample metainfo.
+        image_hw (Sequence[int], optional): (H, W) of the image the map is
+            drawn on, when there is no meta.
+        resize_shape (Sequence[int], optional): Output (H, W).
+        layout (str): 'auto', 'chw' or 'tokens'.
+        grid_hw (Sequence[int], optional): Token grid (h, w).
+
+    Returns:
+        ReducedFeatmap: Reduced maps, on the featmap's device.
+    """
+    image_meta = _meta_or_none(image_meta)
+    input_hw = (input_geometry(image_meta).input_hw
+                if image_meta is not None else image_hw)
+    x = to_chw(featmap, input_hw, layout=layout, grid_hw=grid_hw,
+               sanitize=False)
+    rank_hw = region = None
+    if image_meta is not None:
+        region = valid_region(image_meta, x.shape[1:])
+    elif resize_shape is not None:
+        rank_hw = resize_shape
+    elif image_hw is not None:
+        rank_hw = image_hw
+    return reduce_chw(x, channel_reduction, topk, rank_hw=rank_hw,
+                      valid_region=region)
+
+
 def draw_featmap(featmap: torch.Tensor,
                  overlaid_image: Optional[np.ndarray] = None,
                  channel_reduction: Optional[str] = 'squeeze_mean',
@@ -247,23 +296,15 @@ def draw_featmap(featmap: torch.Tensor,
     Returns:
         np.ndarray: RGB uint8 image.
     """
-    image_hw = None
-    image_meta = _meta_or_none(image_meta)
-    if image_meta is not None:
-        image_hw = input_geometry(image_meta).input_hw
-    elif overlaid_image is not None:
-        image_hw = overlaid_image.shape[:2]
-    x = to_chw(featmap, image_hw, layout=layout, grid_hw=grid_hw,
-               sanitize=False)
-    rank_hw = region = None
-    if image_meta is not None:
-        region = valid_region(image_meta, x.shape[1:])
-    elif resize_shape is not None:
-        rank_hw = resize_shape
-    elif overlaid_image is not None:
-        rank_hw = overlaid_image.shape[:2]
-    reduced = reduce_chw(x, channel_reduction, topk, rank_hw=rank_hw,
-                         valid_region=region)
+    reduced = reduce_for_image(
+        featmap,
+        channel_reduction,
+        topk,
+        image_meta=image_meta,
+        image_hw=None if overlaid_image is None else overlaid_image.shape[:2],
+        resize_shape=resize_shape,
+        layout=layout,
+        grid_hw=grid_hw)
     return render_reduced(
         reduced,
         overlaid_image,

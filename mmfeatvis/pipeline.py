@@ -5,7 +5,9 @@
 :func:`~mmfeatvis.isolation.isolated_inference` and returns rendered images
 and statistics, ready for a writer.
 """
+import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -15,13 +17,13 @@ from mmengine.logging import print_log
 from torch import nn
 
 from .capture import FeatureCapture, resolve_layers
-from .draw import render_reduced
+from .draw import reduce_for_image, render_reduced
 from .isolation import isolated_inference, raised_score_threshold
 from .probe import Probe
 from .ranges import ValueRangeTracker
 from .reduce import (CHANNEL_REDUCTIONS, ReducedFeatmap, activation_stats,
-                     reduce_featmap, value_range)
-from .render import compose_panels
+                     value_range)
+from .render import compose_panels, valid_region
 from .render.boxes import draw_detections
 from .render.colormap import get_lut
 
@@ -247,16 +249,19 @@ class FeatmapPipeline:
     def _reduce_one(self, probe: Probe, layer: str,
                     featmap: torch.Tensor) -> ReducedLayer:
         opts = self.options
-        image_hw = tuple(probe.meta.get('batch_input_shape')
-                         or probe.image.shape[:2])
         featmap, layout = _single_sample_layout(featmap)
-        reduced = reduce_featmap(featmap, opts.channel_reduction,
-                                 topk=opts.topk, image_hw=image_hw,
-                                 layout=layout)
+        reduced = reduce_for_image(
+            featmap,
+            opts.channel_reduction,
+            opts.topk,
+            image_meta=probe.meta,
+            image_hw=probe.image.shape[:2],
+            layout=layout)
         norm_range = None
         if self.range_tracker is not None and (
                 self.range_tracker.mode != 'per_image'):
-            observed = value_range(reduced, percentile=opts.percentile)
+            observed = value_range(_content_only(reduced, probe.meta),
+                                   percentile=opts.percentile)
             norm_range = self.range_tracker.update((probe.name, layer),
                                                    observed)
         stats = activation_stats(featmap) if self.with_stats else None
@@ -310,6 +315,18 @@ class FeatmapPipeline:
             for probe, features, outputs in self.capture(
                 model, probes, call_model)
         ]
+
+
+def _content_only(reduced: ReducedFeatmap,
+                  meta: Dict[str, Any]) -> ReducedFeatmap:
+    """The part of the maps over image content, for measuring a range that
+    the padding's values would otherwise stretch."""
+    if not meta or 'batch_input_shape' not in meta:
+        return reduced
+    y0, y1, x0, x1 = valid_region(meta, reduced.hw)
+    maps = reduced.maps[:, math.floor(y0):math.ceil(y1),
+                        math.floor(x0):math.ceil(x1)]
+    return dataclasses.replace(reduced, maps=maps) if maps.numel() else reduced
 
 
 def _single_sample_layout(featmap: torch.Tensor) -> Tuple[torch.Tensor, str]:
