@@ -399,10 +399,11 @@ def test_checkpoint_series_glob_ordered_by_epoch(more_runs, yolo_work_dir):
     ]
     # Each frame: the 3 backbone maps under the checkpoint's name.
     assert all(f.shape == frames[0].shape for f in frames)
-    # Maps differ between checkpoints.
+    # Maps differ between checkpoints (the same checkpoint drawn twice
+    # gives identical files; JPEG noise alone stays far below this).
     for a, b in ((0, 1), (1, 2), (0, 2)):
         diff = np.abs(frames[a].astype(int) - frames[b]).mean()
-        assert diff > 5, (a, b, diff)
+        assert diff > 2, (a, b, diff)
     # The strip: checkpoints as columns, the 3 layers as rows.
     strip = read_rgb(osp.join(folder, 'series_strip.jpg'))
     gap, title = 4, 40

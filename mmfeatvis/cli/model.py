@@ -6,15 +6,17 @@ reverted to BN so that configs asking for it run on one process (and on the
 CPU), and pretrained-weight initialisation is dropped because a checkpoint
 is loaded over it anyway.
 """
+import io
 import logging
 from typing import Any, Dict, List, Optional
 
 import torch
 from mmengine.config import Config
+from mmengine.fileio import get as get_bytes
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import DATASETS, MODELS, init_default_scope
-from mmengine.runner import load_checkpoint
+from mmengine.runner.checkpoint import load_state_dict
 from torch import nn
 
 from .errors import RunError, UsageError
@@ -116,6 +118,19 @@ def build_model(cfg: Config, device: str) -> nn.Module:
     return model.to(device).eval()
 
 
+def read_checkpoint(checkpoint: str) -> Dict[str, Any]:
+    """Read a checkpoint file written by mmengine, through mmengine.fileio.
+
+    Training checkpoints hold the message hub's ``HistoryBuffer`` and NumPy
+    state beside the weights, which torch >= 2.6 refuses to unpickle by
+    default (``weights_only=True``), so mmengine 0.10's own loader fails
+    on every checkpoint a Runner saved. The user names the file, as with
+    mmengine on older torch: it is unpickled in full.
+    """
+    with io.BytesIO(get_bytes(checkpoint)) as buffer:
+        return torch.load(buffer, map_location='cpu', weights_only=False)
+
+
 def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
     """Load a checkpoint into ``model`` and take its dataset meta.
 
@@ -131,12 +146,18 @@ def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
             the model (a checkpoint of another model).
     """
     try:
-        ckpt = load_checkpoint(model, checkpoint, map_location='cpu',
-                               logger='silent')
+        ckpt = read_checkpoint(checkpoint)
     except Exception as error:
         raise RunError(f'cannot load the checkpoint {checkpoint!r}: '
                        f'{type(error).__name__}: {error}') from error
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    load_state_dict(
+        model, {
+            k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state.items()
+        },
+        strict=False,
+        logger='silent')
     own = model.state_dict()
     saved = {k[len('module.'):] if k.startswith('module.') else k
              for k in state}

@@ -42,7 +42,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         nargs='+',
         default=list(DEFAULT_CLASSES),
         choices=SHAPES,
-        help='shapes to draw, one class each')
+        metavar='SHAPE',
+        help=f"shapes to draw, one class each, of: {', '.join(SHAPES)}")
     parser.add_argument(
         '--ext',
         default='.jpg',
