@@ -207,6 +207,10 @@ def _with_boxes(samples: list) -> list:
             bboxes=torch.tensor([[width * .25, height * .25, width * .6,
                                   height * .7]]),
             labels=torch.tensor([0]))
+        # Two-stage assigners also read the (empty) ignored boxes.
+        sample.ignored_instances = InstanceData(
+            bboxes=torch.zeros((0, 4)), labels=torch.zeros((0, ),
+                                                           dtype=torch.long))
         out.append(sample)
     return out
 

@@ -258,12 +258,16 @@ class FeatmapPipeline:
             image_hw=probe.image.shape[:2],
             layout=layout)
         norm_range = None
-        if self.range_tracker is not None and (
-                self.range_tracker.mode != 'per_image'):
-            observed = value_range(_content_only(reduced, probe.meta),
-                                   percentile=opts.percentile)
-            norm_range = self.range_tracker.update((probe.name, layer),
-                                                   observed)
+        tracker = self.range_tracker
+        if tracker is not None and tracker.mode != 'per_image':
+            key = (probe.name, layer)
+            if tracker.mode == 'first' and key in tracker.ranges:
+                # Frozen: measuring again would only cost a device sync.
+                norm_range = tracker.ranges[key]
+            else:
+                observed = value_range(_content_only(reduced, probe.meta),
+                                       percentile=opts.percentile)
+                norm_range = tracker.update(key, observed)
         stats = activation_stats(featmap) if self.with_stats else None
         reduced.maps = reduced.maps.cpu()
         if reduced.channels is not None:

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import mmcv
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
@@ -119,6 +118,10 @@ def read_rgb(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
         content = get_bytes(path, backend_args=backend_args)
     except FileNotFoundError:
         raise FileNotFoundError(f'Probe image not found: {path!r}') from None
+    # Imported here so that the capture and reduce stages import without
+    # mmcv's compiled extension (e.g. on a machine with only torch).
+    import mmcv
+
     # Decode as BGR first: mmcv's RGB path fails inside OpenCV on bad data
     # instead of returning None.
     image = mmcv.imfrombytes(content, flag='color', channel_order='bgr')

@@ -180,12 +180,33 @@ def _close_configs(path: str) -> List[str]:
     return [lookup[n] for n in closest_names(name, list(lookup))]
 
 
+def _shipped_config(path: str) -> Optional[str]:
+    """``configs/...`` as OpenMMLab documentation writes it, relative to a
+    codebase's checkout, found in the installed package that ships it.
+
+    Only an exact relative path in exactly one installed package counts, so
+    the file is the one the documentation means.
+    """
+    parts = osp.normpath(path).split(os.sep)
+    if 'configs' not in parts:
+        return None
+    rel = osp.join(*parts[parts.index('configs') + 1:])
+    found = [
+        osp.join(root, rel) for root in map(_config_root, CONFIG_PACKAGES)
+        if root is not None and osp.isfile(osp.join(root, rel))
+    ]
+    return found[0] if len(found) == 1 else None
+
+
 def resolve_config(spec: str) -> str:
     """The config file that ``spec`` names.
 
     Args:
         spec (str): A path, or ``package::relative/path.py`` for a config
-            shipped in an installed package (mmdet, mmyolo, mmseg, ...).
+            shipped in an installed package (mmdet, mmyolo, mmseg, ...). A
+            ``configs/...`` path that does not exist here but exists in
+            exactly one installed package (as the codebases' documentation
+            writes them) is taken from that package.
 
     Returns:
         str: An existing file path.
@@ -208,6 +229,9 @@ def resolve_config(spec: str) -> str:
         path = osp.join(root, rel)
     if osp.isfile(path):
         return path
+    shipped = _shipped_config(path) if '::' not in spec else None
+    if shipped is not None:
+        return shipped
     close = _close_configs(path)
     if '::' in spec:
         package = spec.split('::', 1)[0]
