@@ -16,7 +16,8 @@ unit: env
 # The README's test command, and the one CI runs: lint, then the whole suite.
 test: lint unit
 
-demo: env
+# The script sets up .venv itself, so that it also runs on its own.
+demo:
 	bash scripts/run_demo.sh
 
 clean:
