@@ -45,9 +45,12 @@ def _check_hw(name: str, value: Any) -> Tuple[int, int]:
     return h, w
 
 
-def _check_options(alpha: float, norm_range: Optional[Sequence[float]],
-                   percentile: Optional[Sequence[float]],
-                   colormap: str) -> None:
+def check_draw_options(alpha: float,
+                       norm_range: Optional[Sequence[float]],
+                       percentile: Optional[Sequence[float]],
+                       colormap: str) -> None:
+    """Raise ValueError for drawing options that :func:`render_reduced`
+    would reject, naming the option (and for colormaps the valid names)."""
     if not 0 <= alpha <= 1:
         raise ValueError(f'alpha must be in [0, 1], got {alpha}')
     if norm_range is not None and percentile is not None:
@@ -139,7 +142,7 @@ def render_reduced(reduced: ReducedFeatmap,
         np.ndarray: RGB uint8 image; for a top-k grid of size
         (H * rows, W * cols).
     """
-    _check_options(alpha, norm_range, percentile, colormap)
+    check_draw_options(alpha, norm_range, percentile, colormap)
     image_meta = _meta_or_none(image_meta)
     rows, cols = _check_hw('arrangement', arrangement)
     num = reduced.maps.shape[0]

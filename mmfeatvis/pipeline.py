@@ -17,7 +17,7 @@ from mmengine.logging import print_log
 from torch import nn
 
 from .capture import FeatureCapture, resolve_layers
-from .draw import reduce_for_image, render_reduced
+from .draw import check_draw_options, reduce_for_image, render_reduced
 from .isolation import isolated_inference, raised_score_threshold
 from .probe import Probe
 from .ranges import ValueRangeTracker
@@ -25,7 +25,6 @@ from .reduce import (CHANNEL_REDUCTIONS, ReducedFeatmap, activation_stats,
                      value_range)
 from .render import compose_panels, valid_region
 from .render.boxes import draw_detections
-from .render.colormap import get_lut
 
 OVERVIEW_TILE_SIDE = 400
 
@@ -71,15 +70,7 @@ class DrawOptions:
                 f'arrangement {self.arrangement} holds '
                 f'{self.arrangement[0] * self.arrangement[1]} tiles, fewer '
                 f'than topk={self.topk}; enlarge it or lower topk.')
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f'alpha must be in [0, 1], got {self.alpha}.')
-        get_lut(self.colormap)  # raises for unknown names
-        if self.percentile is not None:
-            low, high = self.percentile
-            if not 0 <= low < high <= 100:
-                raise ValueError('percentile must be (low, high) with '
-                                 f'0 <= low < high <= 100, got '
-                                 f'{self.percentile!r}.')
+        check_draw_options(self.alpha, None, self.percentile, self.colormap)
 
 
 @dataclass

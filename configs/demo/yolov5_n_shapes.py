@@ -54,14 +54,18 @@ model = dict(
 # Mosaic, which loads four images per sample: letterbox plus a mild affine
 # keeps training close to what validation sees.
 pre_transform = _base_.pre_transform
-train_pipeline = [
-    *pre_transform,
+# Shared by training and testing, so both see the same letterboxed input.
+letterbox = [
     dict(type='YOLOv5KeepRatioResize', scale=img_scale),
     dict(
         type='LetterResize',
         scale=img_scale,
         allow_scale_up=False,
         pad_val=dict(img=114)),
+]
+train_pipeline = [
+    *pre_transform,
+    *letterbox,
     dict(
         type='YOLOv5RandomAffine',
         max_rotate_degree=0.0,
@@ -77,12 +81,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args=_base_.backend_args),
-    dict(type='YOLOv5KeepRatioResize', scale=img_scale),
-    dict(
-        type='LetterResize',
-        scale=img_scale,
-        allow_scale_up=False,
-        pad_val=dict(img=114)),
+    *letterbox,
     dict(type='LoadAnnotations', with_bbox=True, _scope_='mmdet'),
     dict(
         type='mmdet.PackDetInputs',
