@@ -26,7 +26,9 @@ CORE_REQUIRES = [
 EXTRAS_REQUIRE = {
     'det': ['mmdet>=3.0.0,<3.4.0', 'mmyolo>=0.6.0'],
     'seg': ['mmsegmentation>=1.0.0', 'ftfy', 'regex'],
-    'tensorboard': ['tensorboard'],
+    # google-crc32c: TensorBoard's writer checksums records in pure Python
+    # without it (see mmfeatvis.write.use_compiled_crc32c).
+    'tensorboard': ['tensorboard', 'google-crc32c'],
     'tests': ['pytest', 'flake8', 'isort', 'pycocotools'],
 }
 EXTRAS_REQUIRE['all'] = sorted(

@@ -46,8 +46,8 @@ def test_ddp_two_processes_no_hang_rank0_writes(tmp_path, probe_image_path):
     assert len(glob.glob(osp.join(vis_dirs[0], 'events.out.*'))) == 1
     images, _ = read_tensorboard(vis_dirs[0])
     assert images['featvis_grace_hopper_overview'] == [0, 1, 2]
-    pngs = glob.glob(osp.join(vis_dirs[0], 'vis_image', '*overview*.png'))
-    assert len(pngs) == 3
+    files = glob.glob(osp.join(vis_dirs[0], 'vis_image', '*overview*.jpg'))
+    assert len(files) == 3
 
 
 def test_fsdp_all_ranks_probe_rank0_writes(tmp_path, probe_image_path):

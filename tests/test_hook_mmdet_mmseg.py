@@ -101,8 +101,8 @@ def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
         assert images[f'featvis_{probe}_{layer}'] == [0, 1, 2], layer
     assert scalars[f'featvis/{probe}/neck_0/std'][0][0] == 0
     # Maps are drawn over the original 320x256 image, not the padded input.
-    pngs = glob.glob(osp.join(vis_dir, 'vis_image', '*neck_2_2.png'))
-    assert cv2.imread(pngs[0]).shape[:2] == (256, 320)
+    files = glob.glob(osp.join(vis_dir, 'vis_image', '*neck_2_2.jpg'))
+    assert cv2.imread(files[0]).shape[:2] == (256, 320)
 
 
 def test_fcn_segmentor_path_probe(tmp_path):

@@ -101,23 +101,23 @@ def test_plain_model_conv_and_token_layers(tmp_path, probe_image_path):
     runner = _runner(str(tmp_path), [hook])
     runner.train()
     vis_dir = osp.join(runner.log_dir, 'vis_data')
-    pngs = sorted(
+    files = sorted(
         osp.basename(p)
-        for p in glob.glob(osp.join(vis_dir, 'vis_image', '*.png')))
+        for p in glob.glob(osp.join(vis_dir, 'vis_image', '*.jpg')))
     # Baseline at 0, interval firings at 2 and 4 (the final state is step 4
     # already, so it is not written twice).
     for step in (0, 2, 4):
-        assert f'featvis_grace_hopper_backbone_{step}.png' in pngs
-        assert f'featvis_grace_hopper_tokens_{step}.png' in pngs
-        assert f'featvis_grace_hopper_overview_{step}.png' in pngs
-    assert not any(name.endswith('_1.png') for name in pngs)
+        assert f'featvis_grace_hopper_backbone_{step}.jpg' in files
+        assert f'featvis_grace_hopper_tokens_{step}.jpg' in files
+        assert f'featvis_grace_hopper_overview_{step}.jpg' in files
+    assert not any(name.endswith('_1.jpg') for name in files)
     images, scalars = read_tensorboard(vis_dir)
     assert images['featvis_grace_hopper_tokens'] == [0, 2, 4]
     # Token maps are drawn on the original photo, at its size.
     import cv2
-    token_png = cv2.imread(
-        osp.join(vis_dir, 'vis_image', 'featvis_grace_hopper_tokens_2.png'))
-    assert token_png.shape[:2] == (600, 512)
+    token_image = cv2.imread(
+        osp.join(vis_dir, 'vis_image', 'featvis_grace_hopper_tokens_2.jpg'))
+    assert token_image.shape[:2] == (600, 512)
     assert 'featvis/grace_hopper/backbone/mean' in scalars
     assert scalars['featvis/grace_hopper/backbone/nonpos_ratio'][0][1] >= 0
     logged = read_scalar_log(vis_dir)

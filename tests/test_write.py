@@ -1,0 +1,110 @@
+"""The write stage: one encoding per image for every Visualizer backend."""
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+from mmengine.registry import VISBACKENDS
+from mmengine.visualization import BaseVisBackend, LocalVisBackend, Visualizer
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import \
+    masked_crc32c as python_masked_crc32c
+
+from mmfeatvis.hooks import FeatmapVisHook
+from mmfeatvis.testing import read_tensorboard, read_tensorboard_image
+from mmfeatvis.write import (add_image, encode_image, masked_crc32c,
+                             use_compiled_crc32c)
+
+
+@VISBACKENDS.register_module(force=True)
+class KeepingVisBackend(BaseVisBackend):
+    """A third-party style backend: it keeps what it is given."""
+
+    def __init__(self, save_dir: str) -> None:
+        super().__init__(save_dir)
+        self.images = {}
+
+    @property
+    def experiment(self):
+        return self
+
+    def _init_env(self) -> None:
+        pass
+
+    def add_image(self, name, image, step=0, **kwargs) -> None:
+        self.images[(name, step)] = image.copy()
+
+
+@VISBACKENDS.register_module(force=True)
+class BmpLocalVisBackend(LocalVisBackend):
+    """A user's subclass with its own add_image: it must be called."""
+
+    def add_image(self, name, image, step=0, **kwargs) -> None:
+        os.makedirs(self.experiment._img_save_dir, exist_ok=True)
+        cv2.imwrite(
+            osp.join(self._img_save_dir, f'{name}_{step}.bmp'),
+            cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+
+
+def heat_image() -> np.ndarray:
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160), np.uint8)
+    smooth = cv2.GaussianBlur(noise, (21, 21), 0)
+    return cv2.cvtColor(cv2.applyColorMap(smooth, cv2.COLORMAP_JET),
+                        cv2.COLOR_BGR2RGB)
+
+
+def make_visualizer(tmp_path, backends: list) -> Visualizer:
+    return Visualizer(
+        name=f'write_{tmp_path.name}',
+        vis_backends=backends,
+        save_dir=str(tmp_path))
+
+
+def test_compiled_crc32c_gives_tensorboards_checksums():
+    rng = np.random.default_rng(1)
+    for size in (0, 1, 7, 4096, 70_001):
+        data = rng.integers(0, 256, size, np.uint8).tobytes()
+        assert masked_crc32c(data) == python_masked_crc32c(data), size
+    assert use_compiled_crc32c()
+
+
+@pytest.mark.parametrize('image_format', ['jpg', 'png'])
+def test_one_encoding_reaches_local_files_and_tensorboard(
+        tmp_path, image_format):
+    image = heat_image()
+    visualizer = make_visualizer(tmp_path, [
+        dict(type='LocalVisBackend'),
+        dict(type='TensorboardVisBackend'),
+        dict(type='KeepingVisBackend'),
+        dict(type='BmpLocalVisBackend', img_save_dir='bmp'),
+    ])
+    for step in (3, 4):
+        add_image(visualizer, 'featvis_dog_neck_0', image, step, image_format)
+    visualizer.get_backend('TensorboardVisBackend').close()
+
+    vis_data = str(tmp_path / 'vis_data')  # the Visualizer's sub-folder
+    path = osp.join(vis_data, 'vis_image',
+                    f'featvis_dog_neck_0_4.{image_format}')
+    local = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    # EventAccumulator checks every record's CRC while reading.
+    images, _ = read_tensorboard(vis_data)
+    assert images['featvis_dog_neck_0'] == [3, 4]
+    from_tb = read_tensorboard_image(vis_data, 'featvis_dog_neck_0', 4)
+    assert np.array_equal(from_tb, local)
+    error = np.abs(local.astype(int) - image.astype(int))
+    if image_format == 'png':
+        assert error.max() == 0
+    else:
+        assert 0 < error.mean() < 3
+        assert os.path.getsize(path) < image.nbytes / 4
+    keeping = visualizer.get_backend('KeepingVisBackend')
+    assert np.array_equal(keeping.images[('featvis_dog_neck_0', 4)], image)
+    bmp = cv2.imread(osp.join(vis_data, 'bmp', 'featvis_dog_neck_0_4.bmp'))
+    assert np.array_equal(bmp[..., ::-1], image)
+
+
+def test_unknown_image_format_is_a_configuration_error(probe_image_path):
+    with pytest.raises(ValueError, match=r"'gif'.*\('jpg', 'png'\)"):
+        encode_image(heat_image(), 'gif')
+    with pytest.raises(ValueError, match='image_format'):
+        FeatmapVisHook(probe=probe_image_path, image_format='gif')
