@@ -6,6 +6,7 @@ Layer names are resolved once (exact names, dotted paths and globs), then
 """
 import difflib
 import re
+import weakref
 from collections import OrderedDict
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
@@ -49,13 +50,58 @@ def named_layers(model: nn.Module) -> 'OrderedDict[str, nn.Module]':
         OrderedDict[str, nn.Module]: Module by user-facing name, in model
         order, the root module left out.
     """
-    layers: 'OrderedDict[str, nn.Module]' = OrderedDict()
-    for name, module in model.named_modules():
-        clean = '.'.join(part for part in name.split('.')
+    return OrderedDict(
+        (name, module) for name, (_, module) in _walk(model).items())
+
+
+def _walk(model: nn.Module) -> 'OrderedDict[str, Tuple[str, nn.Module]]':
+    """User-facing name -> (attribute path in ``model``, module)."""
+    layers: 'OrderedDict[str, Tuple[str, nn.Module]]' = OrderedDict()
+    for path, module in model.named_modules():
+        clean = '.'.join(part for part in path.split('.')
                          if part not in _WRAPPER_NAME_PARTS)
         if clean and clean not in layers:
-            layers[clean] = module
+            layers[clean] = (path, module)
+    _PATHS[model] = {name: path for name, (path, _) in layers.items()}
     return layers
+
+
+# Attribute paths of the user-facing names, per model: finding a layer
+# along its path costs microseconds, walking every module of a detector
+# close to a millisecond, at every firing.
+_PATHS: 'weakref.WeakKeyDictionary[nn.Module, Dict[str, str]]' = (
+    weakref.WeakKeyDictionary())
+
+
+def find_layers(model: nn.Module,
+                layer_names: Sequence[str]) -> List[Tuple[str, nn.Module]]:
+    """The modules of resolved layer names, as the model holds them now.
+
+    Args:
+        model (nn.Module): The unwrapped model.
+        layer_names (Sequence[str]): Names as :func:`resolve_layers`
+            returns them.
+
+    Returns:
+        list[tuple[str, nn.Module]]: (name, module) in the given order.
+
+    Raises:
+        ValueError: A name that no module has, with the closest names.
+    """
+    paths = _PATHS.get(model)
+    if paths is not None:
+        try:
+            # Followed from the root each time, so a replaced submodule is
+            # found, never a stale one.
+            return [(name, model.get_submodule(paths[name]))
+                    for name in layer_names]
+        except (KeyError, AttributeError):
+            pass  # the model changed since it was walked: walk it again
+    modules = named_layers(model)
+    missing = [name for name in layer_names if name not in modules]
+    if missing:
+        raise ValueError(_unknown_layer_message(missing[0], list(modules)))
+    return [(name, modules[name]) for name in layer_names]
 
 
 #: Wrapper classes whose forward gathers sharded parameters with collectives
@@ -205,11 +251,7 @@ class FeatureCapture:
     """
 
     def __init__(self, model: nn.Module, layer_names: Sequence[str]) -> None:
-        modules = named_layers(model)
-        missing = [name for name in layer_names if name not in modules]
-        if missing:
-            raise ValueError(_unknown_layer_message(missing[0], list(modules)))
-        self._modules = [(name, modules[name]) for name in layer_names]
+        self._modules = find_layers(model, layer_names)
         self._handles: List[RemovableHandle] = []
         self._calls: Dict[str, List[Any]] = {}
 

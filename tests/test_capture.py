@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from mmfeatvis.capture import (FeatureCapture, flatten_output, resolve_layers,
-                               unwrap_model)
+from mmfeatvis.capture import (FeatureCapture, find_layers, flatten_output,
+                               resolve_layers, unwrap_model)
 
 
 class TupleBackbone(nn.Module):
@@ -87,6 +87,25 @@ def test_capture_flattens_and_numbers_repeated_calls():
     assert features['head.shared#1'].shape == (1, 2, 4, 4)
     assert features['head[name]'] == 'tag'
     assert not features['backbone[0]'].requires_grad
+
+
+def test_layers_are_found_as_the_model_holds_them_now():
+    model = Toy()
+    first = dict(find_layers(model, ['backbone.stage2', 'head.shared']))
+    assert first['backbone.stage2'] is model.backbone.stage2
+    # A submodule replaced between firings is the one hooked next time.
+    model.backbone.stage2 = nn.Conv2d(4, 8, 1, stride=2)
+    with FeatureCapture(model, ['backbone.stage2']) as cap:
+        model(torch.rand(1, 3, 16, 16))
+        features = cap.pop_features()
+    assert features['backbone.stage2'].shape == (1, 8, 8, 8)
+    assert dict(find_layers(
+        model, ['backbone.stage2']))['backbone.stage2'] is (
+            model.backbone.stage2)
+    # A layer that disappeared is reported with the names that exist.
+    del model.head.shared
+    with pytest.raises(ValueError, match="'head.shared'.*Closest"):
+        FeatureCapture(model, ['head.shared'])
 
 
 def _hook_count(model: nn.Module) -> int:
