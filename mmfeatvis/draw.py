@@ -157,6 +157,9 @@ def render_reduced(reduced: ReducedFeatmap,
         src_hw = tuple(overlaid_image.shape[:2])
         if image_meta is None and src_hw != reduced.hw:
             _warn_size_once(src_hw, reduced.hw)
+    if reduced.nonfinite is not None:
+        # reduce_chw ran without host syncs and left this warning to us.
+        reduced.nonfinite.warn()
     ranges: Optional[np.ndarray] = None
     if norm_range is not None:
         ranges = np.tile(np.asarray(norm_range, np.float64), (num, 1))

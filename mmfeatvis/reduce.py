@@ -1,16 +1,24 @@
 """Stage "reduce": turn one captured feature map into a few 2-D maps.
 
-Everything here is torch and runs on the tensor's own device; only scalars
-(a flag, a count, a value range, statistics) travel to the host.
+Everything here is torch and runs on the tensor's own device. Off the CPU
+the path that :class:`~mmfeatvis.pipeline.FeatmapPipeline` takes
+(:func:`reduce_chw`, :func:`value_range_tensor`,
+:func:`~mmfeatvis.stats.activation_stats_tensor`) makes no host
+synchronisation except in 'pca' (an eigensolver) and the first use of a
+resize size; the float-returning wrappers copy their scalars to the host.
 """
 import functools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from .nonfinite import NonfiniteCounts, replace_nonfinite, sanitize_nonfinite
+from .stats import STATS_KEYS, activation_stats_tensor, quantiles
+from .threads import one_intraop_thread
 
 CHANNEL_REDUCTIONS = ('squeeze_mean', 'select_max', 'pca', 'norm', 'std')
 LAYOUTS = ('auto', 'chw', 'tokens')
@@ -27,32 +35,6 @@ _QUANTILE_MAX = 1 << 24
 _PCA_ITERS = 16
 
 Featmap = Union[torch.Tensor, np.ndarray]
-_Fn = TypeVar('_Fn', bound=Callable)
-
-
-def _one_intraop_thread(fn: _Fn) -> _Fn:
-    """Run fn with one torch intra-op thread, then restore the setting.
-
-    The maps here are small (a 128x80x80 mean takes ~0.1 ms on one core).
-    With more threads every op ends in an OpenMP barrier, and when the
-    cores are busy (dataloader workers during training) each barrier waits
-    for a scheduler slice: one squeeze_mean draw measured 24 ms instead of
-    1.2 ms on 2 busy cores. The setting is per calling thread in OpenMP
-    builds and toggling it costs under a microsecond.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        threads = torch.get_num_threads()
-        if threads == 1:
-            return fn(*args, **kwargs)
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(threads)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -69,6 +51,11 @@ class ReducedFeatmap:
             :data:`CHANNEL_REDUCTIONS`, 'topk' or 'image'.
         joint (bool): Whether one value range is shared by all maps when
             normalizing (a 3-channel image) instead of one range per map.
+        nonfinite (NonfiniteCounts, optional): NaN/Inf counts of the input
+            whose warning is still due, on the maps' device: set by
+            :func:`reduce_chw` when it ran without host syncs. The pipeline
+            warns after its host copy and clears it;
+            :func:`~mmfeatvis.draw.render_reduced` warns if it is set.
     """
 
     maps: torch.Tensor
@@ -76,6 +63,7 @@ class ReducedFeatmap:
     kind: str
     mode: str
     joint: bool = False
+    nonfinite: Optional[NonfiniteCounts] = None
 
     @property
     def hw(self) -> Tuple[int, int]:
@@ -165,26 +153,7 @@ def _shape_error(shape: Sequence[int], why: str) -> ValueError:
         f'(1, N, C) with layout="tokens"; got shape {tuple(shape)}: {why}')
 
 
-def _replace_nonfinite(x: torch.Tensor) -> torch.Tensor:
-    finite = torch.isfinite(x)
-    if bool(finite.all()):
-        return x
-    num_nan = int(torch.isnan(x).sum())
-    num_inf = x.numel() - int(finite.sum()) - num_nan
-    if bool(finite.any()):
-        hi = x[finite].max()
-        lo = x[finite].min()
-    else:
-        hi = lo = x.new_zeros(())
-    warnings.warn(
-        f'featmap of shape {tuple(x.shape)} has {num_nan} NaN and {num_inf} '
-        f'Inf values out of {x.numel()}; NaN is drawn as 0 and +/-Inf as '
-        'the largest/smallest finite value')
-    x = torch.where(torch.isnan(x), torch.zeros_like(x), x)
-    return torch.where(torch.isinf(x), torch.where(x > 0, hi, lo), x)
-
-
-@_one_intraop_thread
+@one_intraop_thread
 def to_chw(featmap: Featmap,
            image_hw: Optional[Sequence[int]] = None,
            *,
@@ -246,7 +215,7 @@ def to_chw(featmap: Featmap,
                            'draw')
     if x.dtype != torch.float32:
         x = x.float()
-    return _replace_nonfinite(x) if sanitize else x
+    return replace_nonfinite(x) if sanitize else x
 
 
 def _resize_weights(n_in: int, n_out: int,
@@ -257,6 +226,16 @@ def _resize_weights(n_in: int, n_out: int,
     align_corners=False)``, so a weighted spatial sum ranks channels exactly
     as a sum over the resized map does, without resizing all channels.
     """
+    if device.type == 'cpu':
+        return _resize_weights_cpu(n_in, n_out)
+    return _resize_weights_on(n_in, n_out, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_weights_on(n_in: int, n_out: int,
+                       device: torch.device) -> torch.Tensor:
+    # Kept per device: the host-to-device copy blocks until the device has
+    # caught up, so only a size's first firing pays it.
     return _resize_weights_cpu(n_in, n_out).to(device)
 
 
@@ -335,7 +314,12 @@ def _top_eigh(gram: torch.Tensor,
 
 
 def _pca_rgb(x: torch.Tensor) -> torch.Tensor:
-    """First three principal components over channels, as (3, H, W)."""
+    """First three principal components over channels, as (3, H, W).
+
+    On CUDA this synchronises with the host: torch's eigensolver and QR
+    (cuSOLVER) check their status on the host. It is the one reduction of
+    :func:`reduce_chw` that does.
+    """
     channels, h, w = x.shape
     feats = x.reshape(channels, h * w).transpose(0, 1)
     feats = feats - feats.mean(dim=0, keepdim=True)
@@ -359,7 +343,7 @@ def _pca_rgb(x: torch.Tensor) -> torch.Tensor:
     return out.reshape(3, h, w)
 
 
-@_one_intraop_thread
+@one_intraop_thread
 def reduce_featmap(featmap: Featmap,
                    channel_reduction: Optional[str] = 'squeeze_mean',
                    topk: int = 20,
@@ -400,20 +384,24 @@ def reduce_featmap(featmap: Featmap,
                       valid_region=valid_region)
 
 
-@_one_intraop_thread
+@one_intraop_thread
 def reduce_chw(x: torch.Tensor,
                channel_reduction: Optional[str] = 'squeeze_mean',
                topk: int = 20,
                *,
                rank_hw: Optional[Sequence[int]] = None,
-               valid_region: Optional[Sequence[float]] = None
-               ) -> ReducedFeatmap:
+               valid_region: Optional[Sequence[float]] = None,
+               sync_free: Optional[bool] = None) -> ReducedFeatmap:
     """:func:`reduce_featmap` for a tensor that :func:`to_chw` returned.
 
     NaN/Inf are handled here as in :func:`to_chw`, so ``to_chw(...,
-    sanitize=False)`` may come first: non-finite input always shows in the
-    small result (or the channel scores), and checking that is cheaper
-    than a pass over the whole map.
+    sanitize=False)`` may come first. On the CPU non-finite input is
+    looked for in the small result (it always shows there, or in the
+    channel scores), which is cheaper than a pass over the whole map, and
+    warned about at once. Off the CPU that look would be a host sync, so
+    the input is always sanitized (a few elementwise passes) and the
+    warning waits in ``nonfinite`` of the result until the maps are copied
+    to the host. The maps are the same either way.
 
     Args:
         x (torch.Tensor): float32 (C, H, W).
@@ -422,6 +410,10 @@ def reduce_chw(x: torch.Tensor,
         rank_hw (Sequence[int], optional): See :func:`channel_scores`.
         valid_region (Sequence[float], optional): See
             :func:`channel_scores`.
+        sync_free (bool, optional): Take the path without host syncs
+            (True) or the CPU one (False). Defaults to None: sync-free
+            unless x is on the CPU. 'pca' syncs on CUDA either way (see
+            :func:`_pca_rgb`).
 
     Returns:
         ReducedFeatmap: The maps, on x's device.
@@ -438,14 +430,23 @@ def reduce_chw(x: torch.Tensor,
             f'drawn as an image and needs 1 or 3 channels, got '
             f'{x.shape[0]}; set channel_reduction (one of '
             f'{CHANNEL_REDUCTIONS}) or topk > 0')
+    args = (channel_reduction, topk, rank_hw, valid_region)
+    if sync_free is None:
+        sync_free = x.device.type != 'cpu'
+    if sync_free:
+        clean, counts = sanitize_nonfinite(x)
+        reduced, _ = _reduce(clean, *args)
+        # Unconditional, as a look would sync; finite maps are unchanged.
+        reduced.maps = torch.nan_to_num(reduced.maps)
+        reduced.nonfinite = counts
+        return reduced
     if channel_reduction == 'pca':
         # The eigensolver fails on NaN, so check before, not after.
-        x = _replace_nonfinite(x)
-    args = (channel_reduction, topk, rank_hw, valid_region)
+        x = replace_nonfinite(x)
     reduced, probe = _reduce(x, *args)
     if bool(torch.isfinite(probe).all()):
         return reduced
-    reduced, probe = _reduce(_replace_nonfinite(x), *args)
+    reduced, probe = _reduce(replace_nonfinite(x), *args)
     if not bool(torch.isfinite(probe).all()):
         # Finite input can still overflow float32 (e.g. squares in 'norm').
         reduced.maps = torch.nan_to_num(reduced.maps)
@@ -490,9 +491,7 @@ def _range_of(values: torch.Tensor,
     if values.numel() > _QUANTILE_MAX:
         # Strided subsample: quantiles need no more than this many values.
         values = values[::math.ceil(values.numel() / _QUANTILE_MAX)]
-    q = torch.tensor([percentile[0] / 100, percentile[1] / 100],
-                     device=values.device, dtype=values.dtype)
-    return torch.quantile(values, q)
+    return quantiles(values, (percentile[0] / 100, percentile[1] / 100))
 
 
 def check_percentile(percentile: Optional[Sequence[float]]) -> None:
@@ -505,7 +504,7 @@ def check_percentile(percentile: Optional[Sequence[float]]) -> None:
                          f'100, e.g. (1, 99); got {percentile!r}')
 
 
-@_one_intraop_thread
+@one_intraop_thread
 def map_ranges(reduced: ReducedFeatmap,
                percentile: Optional[Sequence[float]] = None) -> torch.Tensor:
     """Per-map value ranges, on device.
@@ -530,7 +529,24 @@ def map_ranges(reduced: ReducedFeatmap,
     return torch.stack([_range_of(m.reshape(-1), percentile) for m in maps])
 
 
-@_one_intraop_thread
+@one_intraop_thread
+def value_range_tensor(reduced: ReducedFeatmap,
+                       percentile: Optional[Sequence[float]] = None
+                       ) -> torch.Tensor:
+    """One (lo, hi) range over all maps, left on the maps' device.
+
+    Args:
+        reduced (ReducedFeatmap): Reduced maps.
+        percentile (Sequence[float], optional): (lo, hi) percentiles, e.g.
+            (1, 99). Defaults to None: plain min and max.
+
+    Returns:
+        torch.Tensor: (2,) lo, hi, of the maps' dtype; no host sync.
+    """
+    check_percentile(percentile)
+    return _range_of(reduced.maps.reshape(-1), percentile)
+
+
 def value_range(reduced: ReducedFeatmap,
                 percentile: Optional[Sequence[float]] = None
                 ) -> Tuple[float, float]:
@@ -542,14 +558,13 @@ def value_range(reduced: ReducedFeatmap,
             (1, 99). Defaults to None: plain min and max.
 
     Returns:
-        tuple[float, float]: (lo, hi) as Python floats (one host copy).
+        tuple[float, float]: (lo, hi) as Python floats (one host copy of
+        :func:`value_range_tensor`).
     """
-    check_percentile(percentile)
-    lo, hi = _range_of(reduced.maps.reshape(-1), percentile).tolist()
+    lo, hi = value_range_tensor(reduced, percentile).tolist()
     return float(lo), float(hi)
 
 
-@_one_intraop_thread
 def activation_stats(featmap: Featmap) -> Dict[str, float]:
     """Summary statistics of a feature map, computed on its device.
 
@@ -561,29 +576,8 @@ def activation_stats(featmap: Featmap) -> Dict[str, float]:
     Returns:
         dict[str, float]: 'mean', 'std' (population), 'max', 'min',
         'nonpos_ratio' (share of values <= 0, e.g. dead ReLU outputs) and
-        'nonfinite_ratio', as Python floats from one host copy. Statistics
-        of a map with no finite value are NaN.
+        'nonfinite_ratio', as Python floats from one host copy of
+        :func:`~mmfeatvis.stats.activation_stats_tensor`. Statistics of a
+        map with no finite value are NaN.
     """
-    if isinstance(featmap, np.ndarray):
-        featmap = torch.from_numpy(featmap)
-    if not isinstance(featmap, torch.Tensor):
-        raise TypeError('featmap must be a torch.Tensor or np.ndarray, got '
-                        f'{type(featmap).__name__}')
-    if featmap.numel() == 0:
-        raise ValueError('activation_stats needs a non-empty featmap, got '
-                         f'shape {tuple(featmap.shape)}')
-    x = featmap.detach().reshape(-1).float()
-    finite = torch.isfinite(x)
-    count = finite.sum()
-    zeros = torch.zeros_like(x)
-    mean = torch.where(finite, x, zeros).sum() / count
-    var = torch.where(finite, (x - mean)**2, zeros).sum() / count
-    big = torch.where(finite, x, torch.full_like(x, -math.inf)).max()
-    small = torch.where(finite, x, torch.full_like(x, math.inf)).min()
-    nonpos = (finite & (x <= 0)).sum() / count
-    nonfinite = 1 - count / x.numel()
-    stats = torch.stack([mean, var.sqrt(), big, small, nonpos, nonfinite])
-    stats = torch.where(count > 0, stats, torch.full_like(stats, math.nan))
-    stats[5] = nonfinite
-    keys = ('mean', 'std', 'max', 'min', 'nonpos_ratio', 'nonfinite_ratio')
-    return dict(zip(keys, stats.tolist()))
+    return dict(zip(STATS_KEYS, activation_stats_tensor(featmap).tolist()))

@@ -1,0 +1,76 @@
+"""Stage "reduce": quantiles and activation statistics as device tensors.
+
+Nothing here copies to or from the host, so on an accelerator the results
+can travel with the reduced maps in one copy (see :mod:`mmfeatvis.transfer`).
+"""
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .threads import one_intraop_thread
+
+#: Order of the values in :func:`activation_stats_tensor`.
+STATS_KEYS = ('mean', 'std', 'max', 'min', 'nonpos_ratio', 'nonfinite_ratio')
+
+
+def quantiles(values: torch.Tensor, q: Sequence[float]) -> torch.Tensor:
+    """``torch.quantile(values, q)`` for host q, without a host copy.
+
+    ``torch.tensor(q, device=...)`` would copy q from pageable host memory,
+    which blocks until the device has caught up. Each q is instead written
+    on the device by a fill kernel (the value travels as a kernel argument),
+    and the same float32 q gives torch.quantile's numbers bit for bit.
+
+    Args:
+        values (torch.Tensor): float32 or float64 values, reduced over all
+            elements (torch.quantile's limit of 2**24 of them holds).
+        q (Sequence[float]): Quantiles in [0, 1], 'linear' interpolation.
+
+    Returns:
+        torch.Tensor: (len(q),) on values' device, of values' dtype.
+    """
+    if not all(0 <= v <= 1 for v in q):
+        raise ValueError(f'quantiles must be in [0, 1], got {tuple(q)}')
+    q_dev = torch.stack([values.new_full((), float(v)) for v in q])
+    return torch.quantile(values, q_dev)
+
+
+@one_intraop_thread
+def activation_stats_tensor(featmap: torch.Tensor) -> torch.Tensor:
+    """Summary statistics of a feature map, left on its device.
+
+    Non-finite values are left out of every statistic.
+
+    Args:
+        featmap (torch.Tensor): Any shape, at least 1 value.
+
+    Returns:
+        torch.Tensor: float32 (6,) in the order of :data:`STATS_KEYS`:
+        'mean', 'std' (population), 'max', 'min', 'nonpos_ratio' (share of
+        values <= 0, e.g. dead ReLU outputs) and 'nonfinite_ratio'.
+        Statistics of a map with no finite value are NaN.
+    """
+    if isinstance(featmap, np.ndarray):
+        featmap = torch.from_numpy(featmap)
+    if not isinstance(featmap, torch.Tensor):
+        raise TypeError('featmap must be a torch.Tensor or np.ndarray, got '
+                        f'{type(featmap).__name__}')
+    if featmap.numel() == 0:
+        raise ValueError('activation_stats needs a non-empty featmap, got '
+                         f'shape {tuple(featmap.shape)}')
+    x = featmap.detach().reshape(-1).float()
+    finite = torch.isfinite(x)
+    count = finite.sum()
+    zeros = torch.zeros_like(x)
+    mean = torch.where(finite, x, zeros).sum() / count
+    var = torch.where(finite, (x - mean)**2, zeros).sum() / count
+    big = torch.where(finite, x, torch.full_like(x, -math.inf)).max()
+    small = torch.where(finite, x, torch.full_like(x, math.inf)).min()
+    nonpos = (finite & (x <= 0)).sum() / count
+    nonfinite = 1 - count / x.numel()
+    stats = torch.stack([mean, var.sqrt(), big, small, nonpos, nonfinite])
+    stats = torch.where(count > 0, stats, torch.full_like(stats, math.nan))
+    stats[5] = nonfinite
+    return stats
