@@ -17,7 +17,8 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..pipeline import ProbeMaps
-from ..ranges import ValueRange, ValueRangeTracker
+from ..ranges import (RangeLike, ValueRange, ValueRangeTracker, range_floats,
+                      union_range)
 from ..render import compose_panels
 
 SHARED_MODES = ('union', 'last')
@@ -56,16 +57,19 @@ class SeriesRanges(ValueRangeTracker):
         self.ranges = {}
 
     def update(self, key: Hashable,
-               observed: Optional[ValueRange]) -> Optional[ValueRange]:
-        """Record ``observed``; only a fixed range is handed out here."""
+               observed: Optional[RangeLike]) -> Optional[ValueRange]:
+        """Record ``observed``; only a fixed range is handed out here.
+
+        A range observed as a device tensor is merged on the device; the
+        pipeline settles the kept range to floats after its host copy.
+        """
         if self.fixed is not None:
             return self.fixed
         if observed is not None:
             previous = self.ranges.get(key)
             # Checkpoints come in order, so 'last' keeps the last one seen.
             if previous is not None and self.shared_mode == 'union':
-                observed = (min(previous[0], observed[0]),
-                            max(previous[1], observed[1]))
+                observed = union_range(previous, observed)
             self.ranges[key] = observed
         return None
 
@@ -76,6 +80,8 @@ class SeriesRanges(ValueRangeTracker):
         for probe_maps in maps:
             for item in probe_maps.layers:
                 shared = self.ranges.get((probe_maps.probe.name, item.layer))
+                if shared is not None:
+                    shared = range_floats(shared)
                 if shared is not None and not shared[1] > shared[0]:
                     # A constant map: widen so the renderer accepts it.
                     shared = (shared[0], shared[0] + 1e-6)
