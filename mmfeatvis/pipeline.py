@@ -9,7 +9,8 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
@@ -20,11 +21,12 @@ from .capture import FeatureCapture, resolve_layers
 from .draw import check_draw_options, reduce_for_image, render_reduced
 from .isolation import isolated_inference, raised_score_threshold
 from .probe import Probe
-from .ranges import ValueRangeTracker
-from .reduce import (CHANNEL_REDUCTIONS, ReducedFeatmap, activation_stats,
-                     value_range)
+from .ranges import RangeLike, ValueRangeTracker, range_floats
+from .reduce import CHANNEL_REDUCTIONS, ReducedFeatmap, value_range_tensor
 from .render import compose_panels, valid_region
 from .render.boxes import draw_detections
+from .stats import STATS_KEYS, activation_stats_tensor
+from .transfer import to_host
 
 OVERVIEW_TILE_SIDE = 400
 
@@ -111,6 +113,19 @@ class ReducedLayer:
     reduced: ReducedFeatmap
     norm_range: Optional[Tuple[float, float]]
     stats: Optional[Dict[str, float]]
+
+
+@dataclass
+class _DeviceLayer:
+    """A reduced layer before the host copy: everything may still be on
+    the model's device."""
+    layer: str
+    reduced: ReducedFeatmap
+    key: Hashable
+    norm_range: Optional[RangeLike]
+    # What the tracker keeps for key, when it is a device tensor.
+    kept: Optional[torch.Tensor]
+    stats: Optional[torch.Tensor]
 
 
 @dataclass
@@ -212,6 +227,12 @@ class FeatmapPipeline:
         the caller can hand the result to another thread: the reduced maps
         (small) and predictions are copied to the host, value ranges and
         statistics are plain floats.
+
+        Off the CPU the reduction makes no host synchronisation (except
+        for 'pca', whose eigensolver syncs); all layers' maps, channel
+        indices, value ranges, statistics and NaN/Inf counts then come to
+        the host in one copy, after which warnings about NaN/Inf input are
+        given. A detector's prediction (``draw_pred``) has its own copies.
         """
         maps = ProbeMaps(probe)
         for layer in self.layer_names:
@@ -224,21 +245,25 @@ class FeatmapPipeline:
                     'call its .forward() directly, which skips hooks); '
                     'target one of its submodules instead')
         if outputs:
+            # Copied on its own (a data sample of many small tensors): only
+            # detectors drawing their boxes have one.
             maps.prediction = _to_host(outputs[0])
+        pending = []
         for layer, featmap in features.items():
             if not isinstance(featmap, torch.Tensor):
                 maps.skipped[layer] = (
                     f'output is {type(featmap).__name__}, not a tensor')
                 continue
             try:
-                maps.layers.append(self._reduce_one(probe, layer, featmap))
+                pending.append(self._reduce_one(probe, layer, featmap))
             except ValueError as error:
                 maps.skipped[layer] = str(error)
+        maps.layers = self._finish(pending)
         self._report_skipped(maps.skipped)
         return maps
 
     def _reduce_one(self, probe: Probe, layer: str,
-                    featmap: torch.Tensor) -> ReducedLayer:
+                    featmap: torch.Tensor) -> _DeviceLayer:
         opts = self.options
         featmap, layout = _single_sample_layout(featmap)
         reduced = reduce_for_image(
@@ -248,22 +273,68 @@ class FeatmapPipeline:
             image_meta=probe.meta,
             image_hw=probe.image.shape[:2],
             layout=layout)
-        norm_range = None
+        norm_range = kept = None
+        key = (probe.name, layer)
         tracker = self.range_tracker
         if tracker is not None and tracker.mode != 'per_image':
-            key = (probe.name, layer)
             if tracker.mode == 'first' and key in tracker.ranges:
-                # Frozen: measuring again would only cost a device sync.
+                # Frozen: measuring again would only cost device work.
                 norm_range = tracker.ranges[key]
             else:
-                observed = value_range(_content_only(reduced, probe.meta),
-                                       percentile=opts.percentile)
+                observed = value_range_tensor(
+                    _content_only(reduced, probe.meta),
+                    percentile=opts.percentile)
                 norm_range = tracker.update(key, observed)
-        stats = activation_stats(featmap) if self.with_stats else None
-        reduced.maps = reduced.maps.cpu()
-        if reduced.channels is not None:
-            reduced.channels = reduced.channels.cpu()
-        return ReducedLayer(layer, reduced, norm_range, stats)
+            # A subclass may keep something else than it returns.
+            kept = tracker.ranges.get(key)
+            if not isinstance(kept, torch.Tensor):
+                kept = None
+        stats = activation_stats_tensor(featmap) if self.with_stats else None
+        return _DeviceLayer(layer, reduced, key, norm_range, kept, stats)
+
+    def _finish(self, pending: List[_DeviceLayer]) -> List[ReducedLayer]:
+        """Copy the device results of all layers to the host in one go.
+
+        Afterwards maps and channel indices are CPU tensors, ranges tuples
+        of floats, statistics dicts of floats, and the tracker keeps the
+        host copy of every range it had left on the device.
+        """
+        tensors: Dict[Tuple[int, str], torch.Tensor] = {}
+        for i, item in enumerate(pending):
+            reduced = item.reduced
+            tensors[i, 'maps'] = reduced.maps
+            if reduced.channels is not None:
+                tensors[i, 'channels'] = reduced.channels
+            if isinstance(item.norm_range, torch.Tensor):
+                tensors[i, 'range'] = item.norm_range
+            if item.kept is not None and item.kept is not item.norm_range:
+                tensors[i, 'kept'] = item.kept
+            if item.stats is not None:
+                tensors[i, 'stats'] = item.stats
+            if reduced.nonfinite is not None:
+                tensors[i, 'nonfinite'] = reduced.nonfinite.counts
+        host = to_host(tensors)
+        layers = []
+        for i, item in enumerate(pending):
+            reduced = item.reduced
+            reduced.maps = host[i, 'maps']
+            if reduced.channels is not None:
+                reduced.channels = host[i, 'channels']
+            if reduced.nonfinite is not None:
+                reduced.nonfinite.warn(host[i, 'nonfinite'], item.layer)
+                reduced.nonfinite = None
+            norm_range = item.norm_range
+            if isinstance(norm_range, torch.Tensor):
+                norm_range = range_floats(host[i, 'range'])
+            if item.kept is not None:
+                kept_host = (norm_range if item.kept is item.norm_range else
+                             range_floats(host[i, 'kept']))
+                self.range_tracker.settle(item.key, item.kept, kept_host)
+            stats = None
+            if item.stats is not None:
+                stats = dict(zip(STATS_KEYS, host[i, 'stats'].tolist()))
+            layers.append(ReducedLayer(item.layer, reduced, norm_range, stats))
+        return layers
 
     def render(self,
                maps: ProbeMaps,
