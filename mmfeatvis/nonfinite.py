@@ -103,19 +103,15 @@ def sanitize_nonfinite(
         tuple[torch.Tensor, NonfiniteCounts]: The finite tensor, and the
         NaN and Inf counts of ``x``, on its device.
     """
-    finite = torch.isfinite(x)
-    num_finite = finite.sum()
-    num_nan = torch.isnan(x).sum()
-    num_inf = x.numel() - num_finite - num_nan
-    # Reductions over masked copies instead of x[finite]: boolean indexing
-    # needs the count on the host.
-    hi = torch.where(finite, x, -math.inf).amax()
-    lo = torch.where(finite, x, math.inf).amin()
-    zero = x.new_zeros(())
-    hi = torch.where(num_finite > 0, hi, zero)
-    lo = torch.where(num_finite > 0, lo, zero)
-    # NaN compares false both ways, so it lands on zero.
-    fill = torch.where(x > 0, hi, torch.where(x < 0, lo, zero))
-    clean = torch.where(finite, x, fill)
-    counts = torch.stack([num_nan, num_inf])
+    # Few ops: on an accelerator each costs a launch, whatever its size.
+    counts = torch.stack([torch.isnan(x).sum(), torch.isinf(x).sum()])
+    # The finite max/min without x[finite] (boolean indexing needs the
+    # count on the host). With no finite value they are -/+inf, which
+    # become 0 as in replace_nonfinite.
+    inf = math.inf
+    hi = x.nan_to_num(-inf, -inf, -inf).amax().nan_to_num(neginf=0.)
+    lo = x.nan_to_num(inf, inf, inf).amin().nan_to_num(posinf=0.)
+    # Finite values lie in [lo, hi] and stay; +/-Inf clamp to hi/lo. NaN
+    # passes clamp unchanged and then becomes 0.
+    clean = x.clamp(lo, hi).nan_to_num_(0.)
     return clean, NonfiniteCounts(counts, tuple(x.shape))

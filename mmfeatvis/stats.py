@@ -61,16 +61,17 @@ def activation_stats_tensor(featmap: torch.Tensor) -> torch.Tensor:
         raise ValueError('activation_stats needs a non-empty featmap, got '
                          f'shape {tuple(featmap.shape)}')
     x = featmap.detach().reshape(-1).float()
+    # Few ops: on an accelerator each costs a launch, whatever its size.
     finite = torch.isfinite(x)
     count = finite.sum()
-    zeros = torch.zeros_like(x)
-    mean = torch.where(finite, x, zeros).sum() / count
-    var = torch.where(finite, (x - mean)**2, zeros).sum() / count
-    big = torch.where(finite, x, torch.full_like(x, -math.inf)).max()
-    small = torch.where(finite, x, torch.full_like(x, math.inf)).min()
+    mean = torch.where(finite, x, 0.).sum() / count
+    var = torch.where(finite, (x - mean)**2, 0.).sum() / count
+    inf = math.inf
+    big = x.nan_to_num(-inf, -inf, -inf).amax()
+    small = x.nan_to_num(inf, inf, inf).amin()
     nonpos = (finite & (x <= 0)).sum() / count
     nonfinite = 1 - count / x.numel()
     stats = torch.stack([mean, var.sqrt(), big, small, nonpos, nonfinite])
-    stats = torch.where(count > 0, stats, torch.full_like(stats, math.nan))
+    stats = torch.where(count > 0, stats, math.nan)
     stats[5] = nonfinite
     return stats
