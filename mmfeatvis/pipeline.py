@@ -6,6 +6,7 @@
 and statistics, ready for a writer.
 """
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch import nn
 
 from .capture import FeatureCapture, resolve_layers
 from .draw import check_draw_options, reduce_for_image, render_reduced
+from .graphs import DeviceResults, ReplayCache, ReplayedReduction, graph_key
 from .isolation import isolated_inference, raised_score_threshold
 from .probe import Probe
 from .ranges import RangeLike, ValueRangeTracker, range_floats
@@ -155,13 +157,17 @@ class FeatmapPipeline:
         range_tracker (ValueRangeTracker, optional): Keeps value ranges
             across calls; ``None`` normalises each map on its own.
         with_stats (bool): Compute activation statistics.
+        use_cuda_graphs (bool): On a GPU, record the reductions of a probe
+            as a CUDA graph once its value ranges are frozen, and replay
+            it at later firings (see :mod:`mmfeatvis.graphs`).
     """
 
     def __init__(self,
                  target_layers: Sequence[str],
                  options: DrawOptions,
                  range_tracker: Optional[ValueRangeTracker] = None,
-                 with_stats: bool = True) -> None:
+                 with_stats: bool = True,
+                 use_cuda_graphs: bool = True) -> None:
         self.target_layers = ([target_layers] if isinstance(
             target_layers, str) else list(target_layers))
         self.options = options
@@ -169,6 +175,8 @@ class FeatmapPipeline:
         self.with_stats = with_stats
         self.layer_names: List[str] = []
         self._reported: set = set()
+        self.use_cuda_graphs = use_cuda_graphs
+        self._replays = ReplayCache()
 
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
@@ -248,19 +256,65 @@ class FeatmapPipeline:
             # Copied on its own (a data sample of many small tensors): only
             # detectors drawing their boxes have one.
             maps.prediction = _to_host(outputs[0])
-        pending = []
+        tensors: Dict[str, torch.Tensor] = {}
         for layer, featmap in features.items():
-            if not isinstance(featmap, torch.Tensor):
+            if isinstance(featmap, torch.Tensor):
+                tensors[layer] = featmap
+            else:
                 maps.skipped[layer] = (
                     f'output is {type(featmap).__name__}, not a tensor')
-                continue
+        replay = self._replay_for(probe, tensors)
+        if replay is not None:
+            (recorded, skipped), host = replay(tensors)
+            # The recorded Python objects are a template: copy before
+            # filling in this firing's host values.
+            pending = [
+                dataclasses.replace(
+                    item, reduced=dataclasses.replace(item.reduced))
+                for item in recorded
+            ]
+        else:
+            (pending, skipped), device = self._reduce_all(probe, tensors)
+            host = to_host(device)
+        maps.skipped.update(skipped)
+        maps.layers = self._host_layers(pending, host)
+        self._report_skipped(maps.skipped)
+        return maps
+
+    def _reduce_all(self, probe: Probe, tensors: Dict[str, torch.Tensor]
+                    ) -> Tuple[Tuple[List[_DeviceLayer], Dict[str, str]],
+                               DeviceResults]:
+        """Reduce every map on its device: ``((layers, skipped), device
+        tensors to copy to the host)``. Recordable as a CUDA graph when the
+        kept ranges are frozen (nothing here then changes state)."""
+        pending: List[_DeviceLayer] = []
+        skipped: Dict[str, str] = {}
+        for layer, featmap in tensors.items():
             try:
                 pending.append(self._reduce_one(probe, layer, featmap))
             except ValueError as error:
-                maps.skipped[layer] = str(error)
-        maps.layers = self._finish(pending)
-        self._report_skipped(maps.skipped)
-        return maps
+                skipped[layer] = str(error)
+        return (pending, skipped), _device_results(pending)
+
+    def _replay_for(self, probe: Probe, tensors: Dict[str, torch.Tensor]
+                    ) -> Optional[ReplayedReduction]:
+        """The CUDA graph of this probe's reductions, when they can be
+        replayed: on a GPU, without 'pca' (its eigensolver syncs), and with
+        no value range still to measure or average."""
+        if not self.use_cuda_graphs or not tensors:
+            return None
+        key = graph_key(probe.name, tensors)
+        if key is None or self.options.channel_reduction == 'pca':
+            return None
+        tracker = self.range_tracker
+        if tracker is not None and tracker.mode != 'per_image':
+            frozen = tracker.mode == 'first' and all(
+                isinstance(tracker.ranges.get((probe.name, layer)), tuple)
+                for layer in tensors)
+            if not frozen:
+                return None
+        return self._replays.get(key, tensors,
+                                 functools.partial(self._reduce_all, probe))
 
     def _reduce_one(self, probe: Probe, layer: str,
                     featmap: torch.Tensor) -> _DeviceLayer:
@@ -292,28 +346,14 @@ class FeatmapPipeline:
         stats = activation_stats_tensor(featmap) if self.with_stats else None
         return _DeviceLayer(layer, reduced, key, norm_range, kept, stats)
 
-    def _finish(self, pending: List[_DeviceLayer]) -> List[ReducedLayer]:
-        """Copy the device results of all layers to the host in one go.
+    def _host_layers(self, pending: List[_DeviceLayer],
+                     host: Dict[Hashable, torch.Tensor]) -> List[ReducedLayer]:
+        """Fill in the host copies of :func:`_device_results`.
 
         Afterwards maps and channel indices are CPU tensors, ranges tuples
         of floats, statistics dicts of floats, and the tracker keeps the
         host copy of every range it had left on the device.
         """
-        tensors: Dict[Tuple[int, str], torch.Tensor] = {}
-        for i, item in enumerate(pending):
-            reduced = item.reduced
-            tensors[i, 'maps'] = reduced.maps
-            if reduced.channels is not None:
-                tensors[i, 'channels'] = reduced.channels
-            if isinstance(item.norm_range, torch.Tensor):
-                tensors[i, 'range'] = item.norm_range
-            if item.kept is not None and item.kept is not item.norm_range:
-                tensors[i, 'kept'] = item.kept
-            if item.stats is not None:
-                tensors[i, 'stats'] = item.stats
-            if reduced.nonfinite is not None:
-                tensors[i, 'nonfinite'] = reduced.nonfinite.counts
-        host = to_host(tensors)
         layers = []
         for i, item in enumerate(pending):
             reduced = item.reduced
@@ -381,6 +421,27 @@ class FeatmapPipeline:
             for probe, features, outputs in self.capture(
                 model, probes, call_model)
         ]
+
+
+def _device_results(pending: List[_DeviceLayer]
+                    ) -> Dict[Hashable, torch.Tensor]:
+    """Everything of the reduced layers that must reach the host, by
+    ``(layer index, part)``, for one packed copy."""
+    tensors: Dict[Hashable, torch.Tensor] = {}
+    for i, item in enumerate(pending):
+        reduced = item.reduced
+        tensors[i, 'maps'] = reduced.maps
+        if reduced.channels is not None:
+            tensors[i, 'channels'] = reduced.channels
+        if isinstance(item.norm_range, torch.Tensor):
+            tensors[i, 'range'] = item.norm_range
+        if item.kept is not None and item.kept is not item.norm_range:
+            tensors[i, 'kept'] = item.kept
+        if item.stats is not None:
+            tensors[i, 'stats'] = item.stats
+        if reduced.nonfinite is not None:
+            tensors[i, 'nonfinite'] = reduced.nonfinite.counts
+    return tensors
 
 
 def _content_only(reduced: ReducedFeatmap,

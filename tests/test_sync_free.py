@@ -191,14 +191,15 @@ LETTERBOX = dict(ori_shape=(48, 36), img_shape=(64, 64),
 
 
 def _pipeline_and_probe(device, mode='first', percentile=(1, 99),
-                        reduction='select_max', meta=None):
+                        reduction='select_max', meta=None, graphs=False):
     from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
     from mmfeatvis.probe import Probe
     from mmfeatvis.ranges import ValueRangeTracker
     options = DrawOptions(channel_reduction=reduction, topk=3,
                           percentile=percentile)
     pipeline = FeatmapPipeline(['a', 'b', 'c'], options,
-                               ValueRangeTracker(mode, momentum=0.3))
+                               ValueRangeTracker(mode, momentum=0.3),
+                               use_cuda_graphs=graphs)
     pipeline.layer_names = ['a', 'b', 'c']
     image = np.zeros((48, 36, 3) if meta else (64, 48, 3), np.uint8)
     probe = Probe('p', image, dict(inputs=torch.zeros(1, 3, 64, 48,
@@ -221,7 +222,8 @@ def _assert_host_layers(maps):
         if item.reduced.channels is not None:
             assert item.reduced.channels.device.type == 'cpu'
         assert item.reduced.nonfinite is None
-        assert all(type(v) is float for v in item.norm_range)
+        if item.norm_range is not None:  # None: per-image ranges
+            assert all(type(v) is float for v in item.norm_range)
         assert all(type(v) is float for v in item.stats.values())
 
 
@@ -308,3 +310,53 @@ def test_cuda_firing_syncs_once_and_matches_cpu(mode, percentile, reduction,
                                list(cpu.stats.values()), rtol=1e-5)
         assert all(isinstance(v, tuple)
                    for v in pipeline.range_tracker.ranges.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('mode, reduction, recorded', [
+    ('first', 'select_max', True),
+    ('per_image', None, True),
+    ('first', 'pca', False),  # the eigensolver syncs: never recorded
+    ('running', 'squeeze_mean', False),  # the average changes each time
+])
+def test_cuda_graph_replays_give_the_eager_results(mode, reduction,
+                                                   recorded):
+    graphed, probe = _pipeline_and_probe('cuda', mode, (1, 99), reduction,
+                                         LETTERBOX, graphs=True)
+    eager, _ = _pipeline_and_probe('cuda', mode, (1, 99), reduction,
+                                   LETTERBOX, graphs=False)
+    for firing, scale in enumerate((1.0, 2.0, 0.5, 3.0)):
+        feats = _features('cuda', scale)
+        feats['b'][0, 3, 2, 1] = NAN
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            if firing == 3:
+                torch.cuda.set_sync_debug_mode('warn')
+            try:
+                maps = graphed.reduce(probe, feats)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            expected = eager.reduce(probe, feats)
+        # NaN input is still reported at every firing, replayed or not.
+        assert any("layer 'b'" in str(w.message) for w in caught)
+        if firing == 3 and recorded:
+            syncs = [w for w in caught if 'synchroniz' in str(w.message)
+                     and not w.filename.endswith(
+                         osp.join('torch', 'cuda', '__init__.py'))]
+            assert len(syncs) == 1, [f'{w.filename}:{w.lineno}'
+                                     for w in syncs]
+        _assert_host_layers(maps)
+        assert maps.skipped == expected.skipped
+        for got, want in zip(maps.layers, expected.layers, strict=True):
+            assert got.layer == want.layer
+            assert torch.equal(got.reduced.maps, want.reduced.maps)
+            if want.reduced.channels is not None:
+                assert torch.equal(got.reduced.channels,
+                                   want.reduced.channels)
+            assert got.norm_range == want.norm_range
+            assert got.stats == want.stats
+    graphs = list(graphed._replays._graphs.values())
+    assert (len(graphs) == 1 and graphs[0] is not None) == recorded

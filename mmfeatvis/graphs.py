@@ -1,0 +1,119 @@
+"""Stage "reduce" on a GPU: record the reductions once, replay them.
+
+The probe never changes, so every firing reduces maps of the same shapes
+with the same operations. Launched one by one from Python, those few
+hundred small kernels cost more host time than the model's forward pass on
+a fast GPU. :class:`ReplayedReduction` records them, together with the
+packing of the results into one buffer, as a CUDA graph on the first
+eligible firing and replays the graph afterwards: one launch, then the one
+copy to the host.
+"""
+import logging
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+
+import torch
+from mmengine.logging import print_log
+
+from .transfer import Segment, pack, unpack
+
+#: What a reduction returns: anything for the caller (kept as recorded) and
+#: the device tensors to bring to the host, by key.
+DeviceResults = Dict[Hashable, torch.Tensor]
+Reduction = Callable[[Dict[str, torch.Tensor]], Tuple[Any, DeviceResults]]
+
+
+def graph_key(probe_name: str,
+              features: Dict[str, torch.Tensor]) -> Optional[Hashable]:
+    """What a recorded graph depends on, or None when the features cannot
+    be replayed (not all on one CUDA device)."""
+    devices = {tensor.device for tensor in features.values()}
+    if len(devices) != 1 or next(iter(devices)).type != 'cuda':
+        return None
+    return probe_name, tuple(
+        (name, tuple(t.shape), t.dtype, tuple(t.stride()), t.device)
+        for name, t in features.items())
+
+
+class ReplayedReduction:
+    """A reduction recorded as a CUDA graph, with static input buffers.
+
+    Args:
+        features (dict[str, torch.Tensor]): Maps of the first firing; their
+            shapes, dtypes and strides are the graph's inputs.
+        reduction (callable): ``reduction(features) -> (template,
+            tensors)``. It must make no host synchronisation and keep no
+            state between calls: the graph replays its device work only,
+            so its Python side runs once, here.
+
+    Raises:
+        RuntimeError: The reduction could not be recorded (for example it
+            synchronises with the host); the caller falls back to running
+            it eagerly.
+    """
+
+    def __init__(self, features: Dict[str, torch.Tensor],
+                 reduction: Reduction) -> None:
+        self.inputs = {
+            name: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype,
+                                      device=t.device)
+            for name, t in features.items()
+        }
+        self._copy_in(features)
+        # Warm up on a side stream, as CUDA graph capture requires: lazy
+        # initialisation (cuBLAS handles, cached weights) happens here.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            reduction(self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        # thread_local: the writer thread never touches CUDA, but a user's
+        # other threads may; their work must not end up in this graph.
+        with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
+            self.template, tensors = reduction(self.inputs)
+            self._keys: List[Hashable] = list(tensors)
+            self._buffer, self._segments = pack(list(tensors.values()))
+        self._segments: List[Segment]
+
+    def _copy_in(self, features: Dict[str, torch.Tensor]) -> None:
+        for name, tensor in features.items():
+            self.inputs[name].copy_(tensor)
+
+    def __call__(
+        self, features: Dict[str, torch.Tensor]
+    ) -> Tuple[Any, Dict[Hashable, torch.Tensor]]:
+        """Reduce ``features`` by replaying the graph.
+
+        Returns:
+            tuple: The template recorded with the graph and host copies of
+            the reduction's tensors (one blocking copy).
+        """
+        self._copy_in(features)
+        self.graph.replay()
+        host = unpack(self._buffer.cpu(), self._segments)
+        return self.template, dict(zip(self._keys, host))
+
+
+class ReplayCache:
+    """Recorded reductions by :func:`graph_key`; a key whose recording
+    failed runs eagerly from then on, reported once."""
+
+    def __init__(self) -> None:
+        self._graphs: Dict[Hashable, Optional[ReplayedReduction]] = {}
+
+    def get(self, key: Hashable, features: Dict[str, torch.Tensor],
+            reduction: Reduction) -> Optional[ReplayedReduction]:
+        """The recorded reduction for ``key``, recorded now if new; None
+        if it cannot be recorded."""
+        if key not in self._graphs:
+            try:
+                self._graphs[key] = ReplayedReduction(features, reduction)
+            except Exception as error:  # eager reduction still works
+                self._graphs[key] = None
+                print_log(
+                    'mmfeatvis: the reductions could not be recorded as a '
+                    f'CUDA graph ({type(error).__name__}: {error}); they '
+                    'run op by op instead.',
+                    logger='current',
+                    level=logging.WARNING)
+        return self._graphs[key]
