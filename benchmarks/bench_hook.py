@@ -9,12 +9,14 @@ and then alternates, ``--repeats`` times:
   ``model.test_step`` costs);
 - B, one firing: what ``FeatmapVisHook`` does at an interval: the probe pass
   with capture, reductions, rendering and writing to a Visualizer with the
-  local PNG and TensorBoard backends.
+  local file and TensorBoard backends.
 
 It also times training iterations (``train_step`` on a batch of the
-model's own input size) to estimate the slowdown at ``--interval``:
-``firing / (interval * iteration)``. Medians are reported; ratios come from
-one run on one machine.
+model's own input size) for an upper bound of the slowdown at
+``--interval``: ``(firing + writer) / (interval * iteration)``, as if the
+writer thread's work took its whole time from training
+(``bench_slowdown.py`` measures the slowdown itself). Medians are
+reported; ratios come from one run on one machine.
 
 Example::
 
@@ -143,16 +145,18 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
     pending = []
 
     def firing() -> None:
-        # What the training thread pays: probe pass, reductions, scalars.
+        # What the training thread pays: the probe pass and the reductions
+        # (their copy to the host queued, as the hook does).
         step[0] += 1
         captured = hook.pipeline.capture(model, [probe])
-        maps = [hook.pipeline.reduce(*item) for item in captured]
-        write_scalars(visualizer, stat_scalars(maps), step[0])
+        maps = [hook.pipeline.reduce(*item, defer=True) for item in captured]
         pending.append((maps, step[0]))
 
     def background() -> None:
-        # What the writer thread does for that firing: render and write.
+        # What the writer thread does for that firing: wait for the maps,
+        # statistics, render and write.
         maps, at = pending.pop()
+        write_scalars(visualizer, stat_scalars(maps), at)
         write_results(visualizer, [hook.pipeline.render(m) for m in maps],
                       at, stats=False)
 
@@ -239,7 +243,8 @@ def main() -> None:
           f'{SLOWDOWN_GOAL * 100:.2f}% at interval {args.interval}\n'
           'firing: training-thread time (probe pass, reductions, scalars); '
           'writer: render + encode + write on the background thread; '
-          'slowdown = (firing + writer) / (interval x iteration).')
+          'slowdown = (firing + writer) / (interval x iteration), an upper '
+          'bound (bench_slowdown.py measures it).')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(machine=platform.platform(),

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from .transfer import Segment, pack, unpack
+from .transfer import HostCopy, Segment, pack
 
 #: What a reduction returns: anything for the caller (kept as recorded) and
 #: the device tensors to bring to the host, by key.
@@ -79,19 +79,20 @@ class ReplayedReduction:
         for name, tensor in features.items():
             self.inputs[name].copy_(tensor)
 
-    def __call__(
-        self, features: Dict[str, torch.Tensor]
-    ) -> Tuple[Any, Dict[Hashable, torch.Tensor]]:
+    def start(self, features: Dict[str, torch.Tensor]) -> Tuple[Any, HostCopy]:
         """Reduce ``features`` by replaying the graph.
 
         Returns:
-            tuple: The template recorded with the graph and host copies of
-            the reduction's tensors (one blocking copy).
+            tuple: The template recorded with the graph, and the copy of
+            the reduction's tensors to the host, in flight. The next replay
+            is queued after that copy on the same stream, so it cannot
+            overwrite the buffer before the copy has read it.
         """
         self._copy_in(features)
         self.graph.replay()
-        host = unpack(self._buffer.cpu(), self._segments)
-        return self.template, dict(zip(self._keys, host))
+        copy = HostCopy(self._keys, {})
+        copy.add_buffer(self._keys, self._buffer, self._segments)
+        return self.template, copy
 
 
 class ReplayCache:

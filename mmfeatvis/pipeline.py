@@ -28,7 +28,7 @@ from .reduce import CHANNEL_REDUCTIONS, ReducedFeatmap, value_range_tensor
 from .render import compose_panels, valid_region
 from .render.boxes import draw_detections
 from .stats import STATS_KEYS, activation_stats_tensor
-from .transfer import to_host
+from .transfer import HostCopy, start_host_copy
 
 OVERVIEW_TILE_SIDE = 400
 
@@ -132,12 +132,35 @@ class _DeviceLayer:
 
 @dataclass
 class ProbeMaps:
-    """What one probe pass produced, on the host: the hand-over between the
-    training thread (capture, reduce) and the drawing thread (render)."""
+    """What one probe pass produced: the hand-over between the training
+    thread (capture, reduce) and the drawing thread (render).
+
+    After ``FeatmapPipeline.reduce(..., defer=True)`` the copy of the
+    layers to the host may still be in flight: :meth:`wait` (called by
+    :attr:`layers` and :attr:`stats`) finishes it.
+    """
     probe: Probe
-    layers: List[ReducedLayer] = field(default_factory=list)
     skipped: Dict[str, str] = field(default_factory=dict)
     prediction: Any = None
+    _layers: List[ReducedLayer] = field(default_factory=list, repr=False)
+    _completion: Optional[Callable[[], List[ReducedLayer]]] = field(
+        default=None, repr=False)
+
+    def wait(self) -> 'ProbeMaps':
+        """Wait for the host copy and fill in the layers (once)."""
+        if self._completion is not None:
+            completion, self._completion = self._completion, None
+            self._layers = completion()
+        return self
+
+    @property
+    def layers(self) -> List[ReducedLayer]:
+        """The reduced maps, on the host."""
+        return self.wait()._layers
+
+    @layers.setter
+    def layers(self, layers: List[ReducedLayer]) -> None:
+        self._completion, self._layers = None, layers
 
     @property
     def stats(self) -> Dict[str, Dict[str, float]]:
@@ -228,7 +251,8 @@ class FeatmapPipeline:
     def reduce(self,
                probe: Probe,
                features: Dict[str, Any],
-               outputs: Any = None) -> ProbeMaps:
+               outputs: Any = None,
+               defer: bool = False) -> ProbeMaps:
         """Reduce the captured maps of one probe on their device.
 
         Everything that touches the model's device happens here, so that
@@ -241,6 +265,14 @@ class FeatmapPipeline:
         indices, value ranges, statistics and NaN/Inf counts then come to
         the host in one copy, after which warnings about NaN/Inf input are
         given. A detector's prediction (``draw_pred``) has its own copies.
+
+        Args:
+            probe (Probe): The probe the features belong to.
+            features (dict): What :meth:`capture` captured for it.
+            outputs (Any): The model's predictions, or None.
+            defer (bool): Return as soon as the copy to the host is queued;
+                :meth:`ProbeMaps.wait` (e.g. on the writer thread) waits
+                for the device. Defaults to False: wait here.
         """
         maps = ProbeMaps(probe)
         for layer in self.layer_names:
@@ -265,7 +297,7 @@ class FeatmapPipeline:
                     f'output is {type(featmap).__name__}, not a tensor')
         replay = self._replay_for(probe, tensors)
         if replay is not None:
-            (recorded, skipped), host = replay(tensors)
+            (recorded, skipped), copy = replay.start(tensors)
             # The recorded Python objects are a template: copy before
             # filling in this firing's host values.
             pending = [
@@ -275,11 +307,16 @@ class FeatmapPipeline:
             ]
         else:
             (pending, skipped), device = self._reduce_all(probe, tensors)
-            host = to_host(device)
+            copy = start_host_copy(device)
         maps.skipped.update(skipped)
-        maps.layers = self._host_layers(pending, host)
         self._report_skipped(maps.skipped)
-        return maps
+        maps._completion = functools.partial(self._finish_on_host, pending,
+                                             copy)
+        return maps if defer else maps.wait()
+
+    def _finish_on_host(self, pending: List[_DeviceLayer],
+                        copy: HostCopy) -> List[ReducedLayer]:
+        return self._host_layers(pending, copy.result())
 
     def _reduce_all(self, probe: Probe, tensors: Dict[str, torch.Tensor]
                     ) -> Tuple[Tuple[List[_DeviceLayer], Dict[str, str]],

@@ -9,7 +9,8 @@ Packing is by bytes (each tensor is reinterpreted as uint8, never
 converted), so every dtype arrives bit for bit: float32 maps, int64
 channel indices and counts, float64 ranges alike.
 """
-from typing import Dict, Hashable, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import (Any, Dict, Hashable, List, Mapping, NamedTuple, Sequence,
+                    Tuple)
 
 import torch
 
@@ -74,30 +75,82 @@ def unpack(buffer: torch.Tensor,
     return out
 
 
-def to_host(tensors: Mapping[Hashable, torch.Tensor]
-            ) -> Dict[Hashable, torch.Tensor]:
-    """Host copies of tensors, with one blocking copy per device.
+class HostCopy:
+    """Device-to-host copies in flight; :meth:`result` waits for them.
 
-    Tensors already on the CPU are returned as they are, so on the CPU
-    nothing is copied.
+    On a CUDA device the packed buffer is copied into pinned host memory
+    without blocking, and an event marks its end: the training thread goes
+    on while the device finishes the probe's work, and whoever needs the
+    values (the writer thread) waits for that event only. Other devices
+    copy at once.
+
+    Args:
+        keys (Sequence[Hashable]): Keys of the copied tensors, in order.
+        on_host (dict): Tensors that were on the CPU already.
+    """
+
+    def __init__(self, keys: Sequence[Hashable],
+                 on_host: Dict[Hashable, torch.Tensor]) -> None:
+        self._keys = list(keys)
+        self._on_host = on_host
+        self._pending: List[Tuple[List[Hashable], torch.Tensor,
+                                  List[Segment], Any]] = []
+
+    def add_buffer(self, keys: Sequence[Hashable], buffer: torch.Tensor,
+                   segments: List[Segment]) -> None:
+        """Start copying a buffer from :func:`pack` (made on the current
+        stream) to the host."""
+        if buffer.device.type == 'cuda':
+            host = torch.empty(buffer.shape, dtype=buffer.dtype,
+                               pin_memory=True)
+            host.copy_(buffer, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            host, done = buffer.cpu(), None
+        self._pending.append((list(keys), host, segments, done))
+
+    def result(self) -> Dict[Hashable, torch.Tensor]:
+        """The host tensors by key, in the order given (waits for the
+        copies: the one device synchronisation of a firing)."""
+        host = dict(self._on_host)
+        for keys, buffer, segments, done in self._pending:
+            if done is not None:
+                done.synchronize()
+            host.update(zip(keys, unpack(buffer, segments)))
+        return {key: host[key] for key in self._keys}
+
+
+def start_host_copy(tensors: Mapping[Hashable, torch.Tensor]) -> HostCopy:
+    """Start copying tensors to the host, one packed copy per device.
+
+    Tensors already on the CPU are kept as they are, so on the CPU nothing
+    is copied.
 
     Args:
         tensors (Mapping[Hashable, torch.Tensor]): Tensors by any key.
 
     Returns:
-        dict: The same keys, in the same order, with CPU tensors of the
-        same dtypes, shapes and values (views into one buffer per device).
+        HostCopy: Its :meth:`~HostCopy.result` gives the same keys, in the
+        same order, with CPU tensors of the same dtypes, shapes and values
+        (views into one buffer per device).
     """
-    host: Dict[Hashable, torch.Tensor] = {}
+    on_host: Dict[Hashable, torch.Tensor] = {}
     by_device: Dict[torch.device, List[Hashable]] = {}
     for key, tensor in tensors.items():
         if tensor.device.type == 'cpu':
-            host[key] = tensor
+            on_host[key] = tensor
         else:
             by_device.setdefault(tensor.device, []).append(key)
+    copy = HostCopy(list(tensors), on_host)
     for keys in by_device.values():
         buffer, segments = pack([tensors[key] for key in keys])
-        # The one device sync of a probe firing.
-        copied = unpack(buffer.cpu(), segments)
-        host.update(zip(keys, copied))
-    return {key: host[key] for key in tensors}
+        copy.add_buffer(keys, buffer, segments)
+    return copy
+
+
+def to_host(tensors: Mapping[Hashable, torch.Tensor]
+            ) -> Dict[Hashable, torch.Tensor]:
+    """Host copies of tensors, with one blocking copy per device (see
+    :func:`start_host_copy`)."""
+    return start_host_copy(tensors).result()

@@ -208,10 +208,20 @@ def masked_crc32c(data: bytes) -> int:
 
 def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
                   step: int) -> None:
-    """Send scalars to every backend (on the training thread: the local
-    backend appends to the same ``scalars.json`` as the logger)."""
-    if scalars:
-        visualizer.add_scalars(scalars, step=step)
+    """Send scalars to every backend, one call per group (a layer's
+    statistics share everything but the last ``/`` part of their names).
+
+    The hook calls this on its writer thread, while the Runner's logger
+    appends to the same ``scalars.json`` of the local backend: one short
+    line per call is written by one ``write`` in append mode, which
+    concurrent lines cannot split, whereas one line of all layers could
+    exceed the file buffer and be written in pieces.
+    """
+    groups: Dict[str, Dict[str, float]] = {}
+    for name, value in scalars.items():
+        groups.setdefault(name.rpartition('/')[0], {})[name] = value
+    for group in groups.values():
+        visualizer.add_scalars(group, step=step)
 
 
 def write_results(visualizer: Visualizer,

@@ -77,9 +77,9 @@ class FeatmapVisHook(Hook):
             local files and TensorBoard images. Defaults to ``'jpg'``.
         probe_pipeline (list[dict], optional): Replaces the config's test
             pipeline for the probe. Defaults to None.
-        async_write (bool): Colour, encode and write on a background thread
-            so that the training loop pays only for the probe pass and the
-            reductions. Defaults to True.
+        async_write (bool): Wait for the maps, colour, encode and write on a
+            background thread, so that the training loop pays only for the
+            probe pass and for queuing the reductions. Defaults to True.
     """
 
     priority = 'LOW'
@@ -256,13 +256,14 @@ class FeatmapVisHook(Hook):
                 model,
                 self.probes,
                 call_model=runner.model if sharded else None)
-            maps = [self.pipeline.reduce(*item) for item in captured]
+            # Deferred: on a GPU the maps' copy to the host is only queued
+            # here; the writer thread waits for it, not the training loop.
+            maps = [
+                self.pipeline.reduce(*item, defer=True) for item in captured
+            ]
             del captured  # the full-size maps are not kept past here
             if not is_main_process():
                 return
-            write_scalars(runner.visualizer,
-                          stat_scalars(maps) if self.with_stats else {},
-                          step)
             class_names = _class_names(runner, model)
             job = partial(self._render_and_write, runner.visualizer, maps,
                           step, class_names)
@@ -279,6 +280,8 @@ class FeatmapVisHook(Hook):
 
     def _render_and_write(self, visualizer, maps: List[ProbeMaps], step: int,
                           class_names: Optional[Sequence[str]]) -> None:
+        if self.with_stats:
+            write_scalars(visualizer, stat_scalars(maps), step)
         results = [self.pipeline.render(item, class_names) for item in maps]
         write_results(
             visualizer,
