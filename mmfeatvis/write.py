@@ -208,20 +208,44 @@ def masked_crc32c(data: bytes) -> int:
 
 def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
                   step: int) -> None:
-    """Send scalars to every backend, one call per group (a layer's
-    statistics share everything but the last ``/`` part of their names).
+    """Send scalars to every backend.
 
-    The hook calls this on its writer thread, while the Runner's logger
-    appends to the same ``scalars.json`` of the local backend: one short
-    line per call is written by one ``write`` in append mode, which
-    concurrent lines cannot split, whereas one line of all layers could
-    exceed the file buffer and be written in pieces.
+    TensorBoard gets them as one summary of many values (one event instead
+    of one per scalar: this runs beside a training loop whose own Python
+    competes for the same interpreter). Other backends get one
+    ``add_scalars`` call per group (a layer's statistics share everything
+    but the last ``/`` part of their names): the hook calls this on its
+    writer thread while the Runner's logger appends to the same
+    ``scalars.json`` of the local backend, and one short line per call is
+    written by one ``write`` in append mode, which concurrent lines cannot
+    split, whereas one line of all layers could exceed the file buffer and
+    be written in pieces.
     """
+    if not scalars:
+        return
     groups: Dict[str, Dict[str, float]] = {}
     for name, value in scalars.items():
         groups.setdefault(name.rpartition('/')[0], {})[name] = value
-    for group in groups.values():
-        visualizer.add_scalars(group, step=step)
+    for backend in getattr(visualizer, '_vis_backends', {}).values():
+        if (isinstance(backend, TensorboardVisBackend)
+                and type(backend).add_scalars is
+                TensorboardVisBackend.add_scalars
+                and type(backend).add_scalar is
+                TensorboardVisBackend.add_scalar):
+            _add_tensorboard_scalars(backend, scalars, step)
+            continue
+        for group in groups.values():
+            backend.add_scalars(group, step=step)
+
+
+def _add_tensorboard_scalars(backend: TensorboardVisBackend,
+                             scalars: Dict[str, float], step: int) -> None:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    summary = Summary(value=[
+        Summary.Value(tag=name, simple_value=float(value))
+        for name, value in scalars.items()
+    ])
+    backend.experiment._get_file_writer().add_summary(summary, step)
 
 
 def write_results(visualizer: Visualizer,

@@ -11,9 +11,10 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import \
     masked_crc32c as python_masked_crc32c
 
 from mmfeatvis.hooks import FeatmapVisHook
-from mmfeatvis.testing import read_tensorboard, read_tensorboard_image
+from mmfeatvis.testing import (read_scalar_log, read_tensorboard,
+                               read_tensorboard_image)
 from mmfeatvis.write import (add_image, encode_image, masked_crc32c,
-                             use_compiled_crc32c)
+                             use_compiled_crc32c, write_scalars)
 
 
 @VISBACKENDS.register_module(force=True)
@@ -101,6 +102,33 @@ def test_one_encoding_reaches_local_files_and_tensorboard(
     assert np.array_equal(keeping.images[('featvis_dog_neck_0', 4)], image)
     bmp = cv2.imread(osp.join(vis_data, 'bmp', 'featvis_dog_neck_0_4.bmp'))
     assert np.array_equal(bmp[..., ::-1], image)
+
+
+def test_statistics_reach_tensorboard_and_the_scalar_file(tmp_path):
+    visualizer = make_visualizer(tmp_path, [
+        dict(type='LocalVisBackend'),
+        dict(type='TensorboardVisBackend'),
+    ])
+    for step in (0, 5):
+        write_scalars(visualizer, {
+            f'featvis/dog/{layer}/{stat}': step + index / 10
+            for index, (layer, stat) in enumerate(
+                (layer, stat) for layer in ('neck_0', 'neck_1')
+                for stat in ('mean', 'max'))
+        }, step)
+    visualizer.get_backend('TensorboardVisBackend').close()
+    vis_data = str(tmp_path / 'vis_data')
+    _, scalars = read_tensorboard(vis_data)
+    assert scalars['featvis/dog/neck_1/max'] == [(0, pytest.approx(0.3)),
+                                                 (5, pytest.approx(5.3))]
+    assert scalars['featvis/dog/neck_0/mean'] == [(0, 0.0), (5, 5.0)]
+    # One short line per layer and step in scalars.json.
+    lines = read_scalar_log(vis_data)
+    assert [sorted(line) for line in lines[:2]] == [
+        ['featvis/dog/neck_0/max', 'featvis/dog/neck_0/mean', 'step'],
+        ['featvis/dog/neck_1/max', 'featvis/dog/neck_1/mean', 'step'],
+    ]
+    assert [line['step'] for line in lines] == [0, 0, 5, 5]
 
 
 def test_unknown_image_format_is_a_configuration_error(probe_image_path):
