@@ -2,6 +2,7 @@
 take, quantiles and statistics as device tensors, the one host copy, and
 (on CUDA) the number of syncs of a whole probe firing."""
 import collections
+import math
 import os.path as osp
 import warnings
 
@@ -362,3 +363,21 @@ def test_cuda_graph_replays_give_the_eager_results(mode, reduction,
             assert got.stats == want.stats
     graphs = list(graphed._replays._graphs.values())
     assert (len(graphs) == 1 and graphs[0] is not None) == recorded
+
+
+@pytest.mark.parametrize('bad', [None, NAN, math.inf, -math.inf])
+def test_statistics_leave_out_nonfinite_values(bad):
+    x = torch.randn(64, 30, 20, generator=torch.Generator().manual_seed(3))
+    x = x * 3 + 1
+    if bad is not None:
+        x[5, 7, 2] = bad
+    values = x.double().numpy().ravel()
+    finite = values[np.isfinite(values)]
+    got = activation_stats(x)
+    assert got['mean'] == pytest.approx(finite.mean(), rel=1e-5)
+    assert got['std'] == pytest.approx(finite.std(), rel=1e-5)
+    assert got['max'] == pytest.approx(finite.max())
+    assert got['min'] == pytest.approx(finite.min())
+    assert got['nonpos_ratio'] == pytest.approx((finite <= 0).mean())
+    assert got['nonfinite_ratio'] == pytest.approx(
+        0 if bad is None else 1 / values.size)
