@@ -70,30 +70,23 @@ def _widened(value: RangeLike) -> RangeLike:
     return value
 
 
-def _lower(a: Union[float, torch.Tensor],
-           b: Union[float, torch.Tensor]) -> Union[float, torch.Tensor]:
+def _extreme(a: Union[float, torch.Tensor], b: Union[float, torch.Tensor],
+             upper: bool) -> Union[float, torch.Tensor]:
+    """max (``upper``) or min of two bounds, numbers or device tensors,
+    without a host sync."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return torch.minimum(a, b)
+        return torch.maximum(a, b) if upper else torch.minimum(a, b)
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         tensor, number = (a, b) if isinstance(a, torch.Tensor) else (b, a)
-        return tensor.clamp(max=number)
-    return min(a, b)
-
-
-def _upper(a: Union[float, torch.Tensor],
-           b: Union[float, torch.Tensor]) -> Union[float, torch.Tensor]:
-    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return torch.maximum(a, b)
-    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        tensor, number = (a, b) if isinstance(a, torch.Tensor) else (b, a)
-        return tensor.clamp(min=number)
-    return max(a, b)
+        return tensor.clamp(min=number) if upper else tensor.clamp(max=number)
+    return max(a, b) if upper else min(a, b)
 
 
 def union_range(a: RangeLike, b: RangeLike) -> RangeLike:
     """The smallest range covering ``a`` and ``b``; a (2,) tensor, made
     without a host sync, if either is one."""
-    return _pair(_lower(a[0], b[0]), _upper(a[1], b[1]))
+    return _pair(_extreme(a[0], b[0], upper=False),
+                 _extreme(a[1], b[1], upper=True))
 
 
 class ValueRangeTracker:
