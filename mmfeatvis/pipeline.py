@@ -9,11 +9,10 @@ import dataclasses
 import functools
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
                     Tuple)
 
-import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import nn
@@ -22,15 +21,15 @@ from .capture import FeatureCapture, resolve_layers
 from .draw import check_draw_options, reduce_for_image, render_reduced
 from .graphs import DeviceResults, ReplayCache, ReplayedReduction, graph_key
 from .isolation import isolated_inference, raised_score_threshold
+from .maps import (DeviceLayer, ProbeMaps, ProbeResult, ReducedLayer,
+                   device_results)
 from .probe import Probe
-from .ranges import RangeLike, ValueRangeTracker, range_floats
+from .ranges import ValueRangeTracker, range_floats
 from .reduce import CHANNEL_REDUCTIONS, ReducedFeatmap, value_range_tensor
-from .render import compose_panels, valid_region
+from .render import valid_region
 from .render.boxes import draw_detections
 from .stats import STATS_KEYS, activation_stats_tensor
 from .transfer import HostCopy, start_host_copy
-
-OVERVIEW_TILE_SIDE = 400
 
 
 @dataclass
@@ -75,100 +74,6 @@ class DrawOptions:
                 f'{self.arrangement[0] * self.arrangement[1]} tiles, fewer '
                 f'than topk={self.topk}; enlarge it or lower topk.')
         check_draw_options(self.alpha, None, self.percentile, self.colormap)
-
-
-@dataclass
-class ProbeResult:
-    """Everything drawn for one probe at one firing.
-
-    Attributes:
-        probe (str): The probe's name.
-        layer_images (dict[str, np.ndarray]): RGB image per captured map.
-        stats (dict[str, dict[str, float]]): Activation statistics per map.
-        skipped (dict[str, str]): Maps that could not be drawn, and why.
-    """
-    probe: str
-    layer_images: Dict[str, np.ndarray] = field(default_factory=dict)
-    stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
-    skipped: Dict[str, str] = field(default_factory=dict)
-
-    def overview(self, max_tile_side: int = OVERVIEW_TILE_SIDE) -> np.ndarray:
-        """All layers of the probe in one image, each panel titled.
-
-        Args:
-            max_tile_side (int): Panels are scaled down so that their longer
-                side is at most this; the overview of many layers stays
-                readable on one TensorBoard card and cheap to encode.
-        """
-        panels = list(self.layer_images.items())
-        height = max(image.shape[0] for _, image in panels)
-        width = max(image.shape[1] for _, image in panels)
-        scale = min(1.0, max_tile_side / max(height, width))
-        tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return compose_panels(panels, tile_hw=tile_hw)
-
-
-@dataclass
-class ReducedLayer:
-    """One captured map after reduction, ready to render on the host."""
-    layer: str
-    reduced: ReducedFeatmap
-    norm_range: Optional[Tuple[float, float]]
-    stats: Optional[Dict[str, float]]
-
-
-@dataclass
-class _DeviceLayer:
-    """A reduced layer before the host copy: everything may still be on
-    the model's device."""
-    layer: str
-    reduced: ReducedFeatmap
-    key: Hashable
-    norm_range: Optional[RangeLike]
-    # What the tracker keeps for key, when it is a device tensor.
-    kept: Optional[torch.Tensor]
-    stats: Optional[torch.Tensor]
-
-
-@dataclass
-class ProbeMaps:
-    """What one probe pass produced: the hand-over between the training
-    thread (capture, reduce) and the drawing thread (render).
-
-    After ``FeatmapPipeline.reduce(..., defer=True)`` the copy of the
-    layers to the host may still be in flight: :meth:`wait` (called by
-    :attr:`layers` and :attr:`stats`) finishes it.
-    """
-    probe: Probe
-    skipped: Dict[str, str] = field(default_factory=dict)
-    prediction: Any = None
-    _layers: List[ReducedLayer] = field(default_factory=list, repr=False)
-    _completion: Optional[Callable[[], List[ReducedLayer]]] = field(
-        default=None, repr=False)
-
-    def wait(self) -> 'ProbeMaps':
-        """Wait for the host copy and fill in the layers (once)."""
-        if self._completion is not None:
-            completion, self._completion = self._completion, None
-            self._layers = completion()
-        return self
-
-    @property
-    def layers(self) -> List[ReducedLayer]:
-        """The reduced maps, on the host."""
-        return self.wait()._layers
-
-    @layers.setter
-    def layers(self, layers: List[ReducedLayer]) -> None:
-        self._completion, self._layers = None, layers
-
-    @property
-    def stats(self) -> Dict[str, Dict[str, float]]:
-        """Activation statistics per map."""
-        return {
-            item.layer: item.stats
-            for item in self.layers if item.stats is not None
-        }
 
 
 class FeatmapPipeline:
@@ -314,24 +219,24 @@ class FeatmapPipeline:
                                              copy)
         return maps if defer else maps.wait()
 
-    def _finish_on_host(self, pending: List[_DeviceLayer],
+    def _finish_on_host(self, pending: List[DeviceLayer],
                         copy: HostCopy) -> List[ReducedLayer]:
         return self._host_layers(pending, copy.result())
 
     def _reduce_all(self, probe: Probe, tensors: Dict[str, torch.Tensor]
-                    ) -> Tuple[Tuple[List[_DeviceLayer], Dict[str, str]],
+                    ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]],
                                DeviceResults]:
         """Reduce every map on its device: ``((layers, skipped), device
         tensors to copy to the host)``. Recordable as a CUDA graph when the
         kept ranges are frozen (nothing here then changes state)."""
-        pending: List[_DeviceLayer] = []
+        pending: List[DeviceLayer] = []
         skipped: Dict[str, str] = {}
         for layer, featmap in tensors.items():
             try:
                 pending.append(self._reduce_one(probe, layer, featmap))
             except ValueError as error:
                 skipped[layer] = str(error)
-        return (pending, skipped), _device_results(pending)
+        return (pending, skipped), device_results(pending)
 
     def _replay_for(self, probe: Probe, tensors: Dict[str, torch.Tensor]
                     ) -> Optional[ReplayedReduction]:
@@ -354,7 +259,7 @@ class FeatmapPipeline:
                                  functools.partial(self._reduce_all, probe))
 
     def _reduce_one(self, probe: Probe, layer: str,
-                    featmap: torch.Tensor) -> _DeviceLayer:
+                    featmap: torch.Tensor) -> DeviceLayer:
         opts = self.options
         featmap, layout = _single_sample_layout(featmap)
         reduced = reduce_for_image(
@@ -381,9 +286,9 @@ class FeatmapPipeline:
             if not isinstance(kept, torch.Tensor):
                 kept = None
         stats = activation_stats_tensor(featmap) if self.with_stats else None
-        return _DeviceLayer(layer, reduced, key, norm_range, kept, stats)
+        return DeviceLayer(layer, reduced, key, norm_range, kept, stats)
 
-    def _host_layers(self, pending: List[_DeviceLayer],
+    def _host_layers(self, pending: List[DeviceLayer],
                      host: Dict[Hashable, torch.Tensor]) -> List[ReducedLayer]:
         """Fill in the host copies of :func:`_device_results`.
 
@@ -458,27 +363,6 @@ class FeatmapPipeline:
             for probe, features, outputs in self.capture(
                 model, probes, call_model)
         ]
-
-
-def _device_results(pending: List[_DeviceLayer]
-                    ) -> Dict[Hashable, torch.Tensor]:
-    """Everything of the reduced layers that must reach the host, by
-    ``(layer index, part)``, for one packed copy."""
-    tensors: Dict[Hashable, torch.Tensor] = {}
-    for i, item in enumerate(pending):
-        reduced = item.reduced
-        tensors[i, 'maps'] = reduced.maps
-        if reduced.channels is not None:
-            tensors[i, 'channels'] = reduced.channels
-        if isinstance(item.norm_range, torch.Tensor):
-            tensors[i, 'range'] = item.norm_range
-        if item.kept is not None and item.kept is not item.norm_range:
-            tensors[i, 'kept'] = item.kept
-        if item.stats is not None:
-            tensors[i, 'stats'] = item.stats
-        if reduced.nonfinite is not None:
-            tensors[i, 'nonfinite'] = reduced.nonfinite.counts
-    return tensors
 
 
 def _content_only(reduced: ReducedFeatmap,

@@ -18,7 +18,7 @@ from mmengine.logging import print_log
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
                                     Visualizer)
 
-from .pipeline import ProbeResult
+from .maps import ProbeResult
 
 NAME_PREFIX = 'featvis'
 JPEG_QUALITY = 92

@@ -14,7 +14,8 @@ import numpy as np
 from mmengine.logging import print_log
 from torch import nn
 
-from ..pipeline import FeatmapPipeline, ProbeMaps, ProbeResult
+from ..maps import ProbeMaps, ProbeResult
+from ..pipeline import FeatmapPipeline
 from ..probe import Probe, ProbeBuilder
 from ..render import compose_panels
 from .errors import RunError

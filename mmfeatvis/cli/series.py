@@ -16,7 +16,7 @@ from typing import Dict, Hashable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..pipeline import ProbeMaps
+from ..maps import ProbeMaps
 from ..ranges import (RangeLike, ValueRange, ValueRangeTracker, range_floats,
                       union_range)
 from ..render import compose_panels

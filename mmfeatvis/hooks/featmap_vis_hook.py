@@ -10,7 +10,8 @@ from mmengine.registry import DATASETS, HOOKS
 from torch import nn
 
 from ..capture import is_sharded, unwrap_model
-from ..pipeline import DrawOptions, FeatmapPipeline, ProbeMaps
+from ..maps import ProbeMaps
+from ..pipeline import DrawOptions, FeatmapPipeline
 from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
 from ..ranges import ValueRangeTracker
 from ..write import (BackgroundWriter, check_image_format, prepare_backends,

@@ -1,0 +1,134 @@
+"""What flows between the stages for one probe at one firing.
+
+:class:`DeviceLayer` (reduced, maybe still on the model's device) becomes a
+:class:`ReducedLayer` on the host inside :class:`ProbeMaps`, the hand-over
+from the training thread to the writer thread; rendering turns that into a
+:class:`ProbeResult` of images.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .probe import Probe
+from .ranges import RangeLike
+from .reduce import ReducedFeatmap
+from .render import compose_panels
+
+OVERVIEW_TILE_SIDE = 400
+
+
+@dataclass
+class ProbeResult:
+    """Everything drawn for one probe at one firing.
+
+    Attributes:
+        probe (str): The probe's name.
+        layer_images (dict[str, np.ndarray]): RGB image per captured map.
+        stats (dict[str, dict[str, float]]): Activation statistics per map.
+        skipped (dict[str, str]): Maps that could not be drawn, and why.
+    """
+    probe: str
+    layer_images: Dict[str, np.ndarray] = field(default_factory=dict)
+    stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    def overview(self, max_tile_side: int = OVERVIEW_TILE_SIDE) -> np.ndarray:
+        """All layers of the probe in one image, each panel titled.
+
+        Args:
+            max_tile_side (int): Panels are scaled down so that their longer
+                side is at most this; the overview of many layers stays
+                readable on one TensorBoard card and cheap to encode.
+        """
+        panels = list(self.layer_images.items())
+        height = max(image.shape[0] for _, image in panels)
+        width = max(image.shape[1] for _, image in panels)
+        scale = min(1.0, max_tile_side / max(height, width))
+        tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return compose_panels(panels, tile_hw=tile_hw)
+
+
+@dataclass
+class ReducedLayer:
+    """One captured map after reduction, ready to render on the host."""
+    layer: str
+    reduced: ReducedFeatmap
+    norm_range: Optional[Tuple[float, float]]
+    stats: Optional[Dict[str, float]]
+
+
+@dataclass
+class DeviceLayer:
+    """A reduced layer before the host copy: everything may still be on
+    the model's device."""
+    layer: str
+    reduced: ReducedFeatmap
+    key: Hashable
+    norm_range: Optional[RangeLike]
+    # What the tracker keeps for key, when it is a device tensor.
+    kept: Optional[torch.Tensor]
+    stats: Optional[torch.Tensor]
+
+
+@dataclass
+class ProbeMaps:
+    """What one probe pass produced: the hand-over between the training
+    thread (capture, reduce) and the drawing thread (render).
+
+    After ``FeatmapPipeline.reduce(..., defer=True)`` the copy of the
+    layers to the host may still be in flight: :meth:`wait` (called by
+    :attr:`layers` and :attr:`stats`) finishes it.
+    """
+    probe: Probe
+    skipped: Dict[str, str] = field(default_factory=dict)
+    prediction: Any = None
+    _layers: List[ReducedLayer] = field(default_factory=list, repr=False)
+    _completion: Optional[Callable[[], List[ReducedLayer]]] = field(
+        default=None, repr=False)
+
+    def wait(self) -> 'ProbeMaps':
+        """Wait for the host copy and fill in the layers (once)."""
+        if self._completion is not None:
+            completion, self._completion = self._completion, None
+            self._layers = completion()
+        return self
+
+    @property
+    def layers(self) -> List[ReducedLayer]:
+        """The reduced maps, on the host."""
+        return self.wait()._layers
+
+    @layers.setter
+    def layers(self, layers: List[ReducedLayer]) -> None:
+        self._completion, self._layers = None, layers
+
+    @property
+    def stats(self) -> Dict[str, Dict[str, float]]:
+        """Activation statistics per map."""
+        return {
+            item.layer: item.stats
+            for item in self.layers if item.stats is not None
+        }
+
+
+def device_results(
+        pending: List[DeviceLayer]) -> Dict[Hashable, torch.Tensor]:
+    """Everything of the reduced layers that must reach the host, by
+    ``(layer index, part)``, for one packed copy."""
+    tensors: Dict[Hashable, torch.Tensor] = {}
+    for i, item in enumerate(pending):
+        reduced = item.reduced
+        tensors[i, 'maps'] = reduced.maps
+        if reduced.channels is not None:
+            tensors[i, 'channels'] = reduced.channels
+        if isinstance(item.norm_range, torch.Tensor):
+            tensors[i, 'range'] = item.norm_range
+        if item.kept is not None and item.kept is not item.norm_range:
+            tensors[i, 'kept'] = item.kept
+        if item.stats is not None:
+            tensors[i, 'stats'] = item.stats
+        if reduced.nonfinite is not None:
+            tensors[i, 'nonfinite'] = reduced.nonfinite.counts
+    return tensors
