@@ -92,8 +92,27 @@ def parse_args() -> argparse.Namespace:
                         'reductions and syncs cost')
     parser.add_argument('--device', default='cuda',
                         help="'cuda' or 'cpu' (default cuda)")
+    parser.add_argument('--model', choices=('plain', 'mmyolo'),
+                        default='plain',
+                        help="'plain': the plain-PyTorch YOLOv5-s layout "
+                        "(needs no mmcv); 'mmyolo': mmyolo's YOLOv5-s from "
+                        'its shipped config, probe prepared by its test '
+                        'pipeline, tensor mode (needs mmcv, mmdet, mmyolo)')
     parser.add_argument('--json', metavar='PATH', help='write results here')
     return parser.parse_args()
+
+
+def build_mmyolo(device: str) -> Tuple[nn.Module, Probe]:
+    """mmyolo's YOLOv5-s (random init) and its probe, as the hook builds
+    them, on ``device``."""
+    from bench_hook import build_model, default_probe, load_config
+
+    from mmfeatvis.probe import ProbeBuilder
+    cfg = load_config('mmyolo',
+                      'yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py',
+                      SIDE)
+    model = build_model(cfg).to(device).eval()
+    return model, ProbeBuilder(cfg).build(default_probe(), model)[0]
 
 
 class ConvBN(nn.Sequential):
@@ -334,8 +353,16 @@ def main() -> None:
     args = parse_args()
     torch.manual_seed(0)
     device = args.device
-    model = PlainYOLOv5s().to(device).eval()
-    probe = letterbox_probe(probe_image(), device)
+    if args.model == 'mmyolo':
+        model, probe = build_mmyolo(device)
+        label, kwargs = 'mmyolo_yolov5s@640', dict(mode='tensor')
+        description = "mmyolo's YOLOv5-s (random init), tensor mode"
+    else:
+        model = PlainYOLOv5s().to(device).eval()
+        probe = letterbox_probe(probe_image(), device)
+        label, kwargs = 'plain_yolov5s@640', {}
+        description = ('plain-PyTorch YOLOv5-s layout (not mmyolo; random '
+                       'init)')
     pipeline = make_pipeline(model)
     out_dir = tempfile.mkdtemp(prefix='bench_gpu_')
     visualizer = make_visualizer(out_dir, 'bench_gpu')
@@ -344,7 +371,7 @@ def main() -> None:
 
     def forward() -> None:
         with torch.no_grad():
-            model(probe.data['inputs'])
+            model(probe.data['inputs'], **kwargs)
 
     def capture() -> None:
         pipeline.capture(model, [probe])
@@ -377,7 +404,7 @@ def main() -> None:
                 for r in rounds]
     ratio = ms['firing'] / ms['forward']
     transfer = measure_pipeline(pipeline, model, probe, device,
-                                'plain_yolov5s@640')
+                                label)
     training_thread_syncs = None
     if torch.device(device).type == 'cuda':
         from bench_transfer import count_syncs
@@ -395,12 +422,12 @@ def main() -> None:
             background()
 
         memory = measure_memory(whole_firing, args.firings, 10, 50, device)
-        memory['model'] = 'plain_yolov5s@640'
+        memory['model'] = label
     name = (torch.cuda.get_device_name() if torch.device(device).type ==
             'cuda' else platform.processor() or platform.machine())
-    print(f'device: {name}; torch {torch.__version__}; model: plain-PyTorch '
-          'YOLOv5-s layout (not mmyolo; random init), 640x640, batch 1, '
-          f'fp32; mmcv stubbed: {MMCV_STUBBED}')
+    print(f'device: {name}; torch {torch.__version__}; model: '
+          f'{description}, 640x640, batch 1, fp32; mmcv stubbed: '
+          f'{MMCV_STUBBED}')
     print(f'{"":<12} {"median ms":>10} {"min ms":>8} {"max ms":>8} '
           + ' '.join(f'{"round " + str(i + 1):>8}'
                      for i in range(len(rounds))))
