@@ -23,6 +23,7 @@ import torch
 from mmengine.visualization import Visualizer
 
 from mmfeatvis import draw_featmap
+from mmfeatvis.testing import sample_photo_path
 
 SHAPES = [(128, 80, 80), (256, 40, 40), (512, 20, 20)]
 # (name, channel_reduction, topk, goal as mmengine time / ours)
@@ -49,12 +50,9 @@ def parse_args() -> argparse.Namespace:
 def photo_640() -> np.ndarray:
     """A 640x640 RGB photo (matplotlib's sample), or noise without it."""
     try:
-        import matplotlib
-        path = osp.join(
-            osp.dirname(matplotlib.__file__), 'mpl-data', 'sample_data',
-            'grace_hopper.jpg')
         return cv2.cvtColor(
-            cv2.resize(cv2.imread(path), (640, 640)), cv2.COLOR_BGR2RGB)
+            cv2.resize(cv2.imread(sample_photo_path()), (640, 640)),
+            cv2.COLOR_BGR2RGB)
     except (ImportError, cv2.error):
         return np.random.default_rng(0).integers(0, 256, (640, 640, 3),
                                                  np.uint8)

@@ -69,6 +69,7 @@ from bench_transfer import measure_pipeline, print_transfer  # noqa: E402
 from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline  # noqa: E402
 from mmfeatvis.probe import Probe  # noqa: E402
 from mmfeatvis.ranges import ValueRangeTracker  # noqa: E402
+from mmfeatvis.testing import sample_photo_path  # noqa: E402
 from mmfeatvis.write import (stat_scalars, write_results,  # noqa: E402
                              write_scalars)
 
@@ -229,10 +230,7 @@ class PlainYOLOv5s(nn.Module):
 def probe_image() -> np.ndarray:
     """matplotlib's grace_hopper.jpg (RGB), or seeded noise without it."""
     try:
-        import matplotlib
-        image = cv2.imread(osp.join(osp.dirname(matplotlib.__file__),
-                                    'mpl-data', 'sample_data',
-                                    'grace_hopper.jpg'))
+        image = cv2.imread(sample_photo_path())
         if image is not None:
             return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     except ImportError:

@@ -42,6 +42,7 @@ from mmengine.visualization import Visualizer
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
+from mmfeatvis.testing import sample_photo_path  # noqa: E402
 from mmfeatvis.write import (stat_scalars, write_results,  # noqa: E402
                              write_scalars)
 
@@ -76,9 +77,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def default_probe() -> str:
-    import matplotlib
-    return osp.join(osp.dirname(matplotlib.__file__), 'mpl-data',
-                    'sample_data', 'grace_hopper.jpg')
+    return sample_photo_path()
 
 
 def load_config(package: str, relative: str, side: int) -> Config:

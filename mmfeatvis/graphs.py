@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 import torch
 from mmengine.logging import print_log
 
-from .transfer import HostCopy, Segment, pack
+from .transfer import HostCopy, pack
 
 #: What a reduction returns: anything for the caller (kept as recorded) and
 #: the device tensors to bring to the host, by key.
@@ -73,7 +73,6 @@ class ReplayedReduction:
             self.template, tensors = reduction(self.inputs)
             self._keys: List[Hashable] = list(tensors)
             self._buffer, self._segments = pack(list(tensors.values()))
-        self._segments: List[Segment]
 
     def _copy_in(self, features: Dict[str, torch.Tensor]) -> None:
         for name, tensor in features.items():

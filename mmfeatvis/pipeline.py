@@ -10,8 +10,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
-                    Tuple)
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -215,13 +214,9 @@ class FeatmapPipeline:
             copy = start_host_copy(device)
         maps.skipped.update(skipped)
         self._report_skipped(maps.skipped)
-        maps._completion = functools.partial(self._finish_on_host, pending,
+        maps._completion = functools.partial(self._host_layers, pending,
                                              copy)
         return maps if defer else maps.wait()
-
-    def _finish_on_host(self, pending: List[DeviceLayer],
-                        copy: HostCopy) -> List[ReducedLayer]:
-        return self._host_layers(pending, copy.result())
 
     def _reduce_all(self, probe: Probe, tensors: Dict[str, torch.Tensor]
                     ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]],
@@ -289,13 +284,15 @@ class FeatmapPipeline:
         return DeviceLayer(layer, reduced, key, norm_range, kept, stats)
 
     def _host_layers(self, pending: List[DeviceLayer],
-                     host: Dict[Hashable, torch.Tensor]) -> List[ReducedLayer]:
-        """Fill in the host copies of :func:`_device_results`.
+                     copy: HostCopy) -> List[ReducedLayer]:
+        """Wait for ``copy`` and fill in the host values of
+        :func:`~mmfeatvis.maps.device_results`.
 
         Afterwards maps and channel indices are CPU tensors, ranges tuples
         of floats, statistics dicts of floats, and the tracker keeps the
         host copy of every range it had left on the device.
         """
+        host = copy.result()
         layers = []
         for i, item in enumerate(pending):
             reduced = item.reduced

@@ -2,8 +2,8 @@
 
 A blocking device-to-host copy waits for the device to finish all queued
 work, so copying each map, channel index, range and statistic on its own
-stalls the training thread once per tensor. :func:`to_host` packs them
-all into one byte buffer on the device and copies that once.
+stalls the training thread once per tensor. :func:`start_host_copy` packs
+them all into one byte buffer on the device and copies that once.
 
 Packing is by bytes (each tensor is reinterpreted as uint8, never
 converted), so every dtype arrives bit for bit: float32 maps, int64
@@ -147,10 +147,3 @@ def start_host_copy(tensors: Mapping[Hashable, torch.Tensor]) -> HostCopy:
         buffer, segments = pack([tensors[key] for key in keys])
         copy.add_buffer(keys, buffer, segments)
     return copy
-
-
-def to_host(tensors: Mapping[Hashable, torch.Tensor]
-            ) -> Dict[Hashable, torch.Tensor]:
-    """Host copies of tensors, with one blocking copy per device (see
-    :func:`start_host_copy`)."""
-    return start_host_copy(tensors).result()

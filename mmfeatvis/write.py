@@ -4,6 +4,7 @@ Everything goes through an mmengine ``Visualizer`` so each configured backend
 (local PNG files, TensorBoard, WandB, ...) receives it. Names are made safe
 as file names, since mmengine's local backend joins them into a path.
 """
+import functools
 import logging
 import os.path as osp
 import queue
@@ -142,19 +143,31 @@ def add_image(visualizer: Visualizer,
 def _own_image_path(backend: Any) -> Optional[str]:
     """'local' or 'tensorboard' where the encoded bytes can be written
     directly, None where the backend's own ``add_image`` must run."""
-    for kind, base in (('local', LocalVisBackend), ('tensorboard',
-                                                    TensorboardVisBackend)):
-        if (isinstance(backend, base)
-                and type(backend).add_image is base.add_image):
-            return kind
+    if _stock(backend, LocalVisBackend, 'add_image'):
+        return 'local'
+    if _stock(backend, TensorboardVisBackend, 'add_image'):
+        return 'tensorboard'
     return None
+
+
+def _stock(backend: Any, base: type, *methods: str) -> bool:
+    """Whether ``backend`` is a ``base`` whose ``methods`` are mmengine's own
+    (a subclass that overrides one must be called through it)."""
+    return isinstance(backend, base) and all(
+        getattr(type(backend), name) is getattr(base, name)
+        for name in methods)
+
+
+def _tensorboard_file_writer(backend: TensorboardVisBackend) -> Any:
+    """The event file writer behind ``backend``, checksumming in C."""
+    use_compiled_crc32c()
+    return backend.experiment._get_file_writer()
 
 
 def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
                            encoded: bytes, shape: Tuple[int, ...],
                            step: int) -> None:
     from tensorboard.compat.proto.summary_pb2 import Summary
-    use_compiled_crc32c()
     summary = Summary(value=[
         Summary.Value(
             tag=name,
@@ -164,18 +177,31 @@ def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
                 colorspace=3,
                 encoded_image_string=encoded))
     ])
-    backend.experiment._get_file_writer().add_summary(summary, step)
+    _tensorboard_file_writer(backend).add_summary(summary, step)
 
 
 def prepare_backends(visualizer: Visualizer) -> None:
-    """Once, before the first firing: give TensorBoard's writer the
-    compiled checksum (see :func:`use_compiled_crc32c`) so that the
-    statistics written on the training thread are cheap too."""
-    backends = getattr(visualizer, '_vis_backends', {}).values()
-    if any(isinstance(b, TensorboardVisBackend) for b in backends):
-        use_compiled_crc32c()
+    """Get the backends ready on the training thread, before the writer
+    thread exists.
+
+    The writer thread writes to the local and TensorBoard backends directly;
+    mmengine initialises a backend at its first use, without a lock, and
+    Python can deadlock when two threads first import the same package at
+    once (seen under FSDP: ``_DeadlockError`` on TensorBoard's event file
+    writer). So both happen here instead: the backends are initialised and
+    what the writer imports is imported, and TensorBoard's checksum is
+    compiled (:func:`use_compiled_crc32c`). Call it on the process that
+    writes only: initialising a TensorBoard backend creates its event file.
+    """
+    for backend in getattr(visualizer, '_vis_backends', {}).values():
+        if isinstance(backend, (LocalVisBackend, TensorboardVisBackend)):
+            backend.experiment  # the property initialises the backend
+        if isinstance(backend, TensorboardVisBackend):
+            import tensorboard.compat.proto.summary_pb2  # noqa: F401
+            use_compiled_crc32c()
 
 
+@functools.lru_cache(maxsize=None)
 def use_compiled_crc32c() -> bool:
     """Let TensorBoard's event writer checksum records in C.
 
@@ -196,7 +222,7 @@ def use_compiled_crc32c() -> bool:
     if google_crc32c.implementation != 'c':
         return False
     record_writer.masked_crc32c = masked_crc32c
-    return True
+    return True  # once per process: the replacement stays
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -227,11 +253,8 @@ def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
     for name, value in scalars.items():
         groups.setdefault(name.rpartition('/')[0], {})[name] = value
     for backend in getattr(visualizer, '_vis_backends', {}).values():
-        if (isinstance(backend, TensorboardVisBackend)
-                and type(backend).add_scalars is
-                TensorboardVisBackend.add_scalars
-                and type(backend).add_scalar is
-                TensorboardVisBackend.add_scalar):
+        if _stock(backend, TensorboardVisBackend, 'add_scalars',
+                  'add_scalar'):
             _add_tensorboard_scalars(backend, scalars, step)
             continue
         for group in groups.values():
@@ -245,7 +268,7 @@ def _add_tensorboard_scalars(backend: TensorboardVisBackend,
         Summary.Value(tag=name, simple_value=float(value))
         for name, value in scalars.items()
     ])
-    backend.experiment._get_file_writer().add_summary(summary, step)
+    _tensorboard_file_writer(backend).add_summary(summary, step)
 
 
 def write_results(visualizer: Visualizer,

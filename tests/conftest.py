@@ -7,9 +7,7 @@ import pytest
 @pytest.fixture(scope='session')
 def probe_image_path() -> str:
     """A real photograph (512x600) that ships with matplotlib."""
-    import matplotlib
-    path = osp.join(
-        osp.dirname(matplotlib.__file__), 'mpl-data', 'sample_data',
-        'grace_hopper.jpg')
+    from mmfeatvis.testing import sample_photo_path
+    path = sample_photo_path()
     assert osp.isfile(path)
     return path

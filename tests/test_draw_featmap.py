@@ -3,7 +3,6 @@ import os.path as osp
 import warnings
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -13,10 +12,9 @@ from mmengine.visualization import Visualizer
 from mmfeatvis import (draw_featmap, reduce_featmap, render_reduced,
                        valid_region)
 from mmfeatvis.reduce import _resize_weights
+from mmfeatvis.testing import sample_photo_path
 
-GRACE_HOPPER = osp.join(
-    osp.dirname(matplotlib.__file__), 'mpl-data', 'sample_data',
-    'grace_hopper.jpg')
+GRACE_HOPPER = sample_photo_path()
 LETTERBOX_META = dict(
     ori_shape=(300, 400),
     img_shape=(640, 640),

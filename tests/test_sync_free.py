@@ -15,7 +15,7 @@ from mmfeatvis.nonfinite import (NonfiniteCounts, replace_nonfinite,
 from mmfeatvis.reduce import (activation_stats, reduce_chw, value_range,
                               value_range_tensor)
 from mmfeatvis.stats import STATS_KEYS, activation_stats_tensor, quantiles
-from mmfeatvis.transfer import pack, to_host, unpack
+from mmfeatvis.transfer import pack, start_host_copy, unpack
 
 NAN, INF = float('nan'), float('inf')
 
@@ -174,12 +174,12 @@ def test_pack_unpack_round_trip_is_bit_exact():
         assert _same(original, back), original.dtype
 
 
-def test_to_host_keeps_keys_order_and_cpu_tensors():
+def test_host_copy_keeps_keys_order_and_cpu_tensors():
     tensors = _mixed()
-    host = to_host(tensors)
+    host = start_host_copy(tensors).result()
     assert list(host) == list(tensors)
     assert all(host[k] is tensors[k] for k in tensors)
-    assert to_host({}) == {}
+    assert start_host_copy({}).result() == {}
 
 
 # ------------------------------------------------------------- pipeline

@@ -162,7 +162,8 @@ class FeatmapVisHook(Hook):
             pipeline=self.probe_pipeline,
             build_dataset=DATASETS.build)
         self.probes = builder.build(self.probe_spec, model)
-        prepare_backends(runner.visualizer)
+        if is_main_process():  # the process that writes
+            prepare_backends(runner.visualizer)
         if not getattr(runner.visualizer, '_vis_backends', None):
             print_log(
                 'FeatmapVisHook: the visualizer has no backends, so maps are '

@@ -15,6 +15,8 @@ from mmengine.runner import FlexibleRunner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import test_hook_plain_model  # noqa: E402,F401  (registers the model)
 
+from report import train_and_report  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -46,11 +48,7 @@ def main() -> None:
         launcher='pytorch',
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         default_scope='mmengine')
-    runner.train()
-    print(f'rank {dist.get_rank()} finished at iteration {runner.iter} '
-          f'with {type(runner.model).__name__}', flush=True)
-    dist.barrier()
-    dist.destroy_process_group()
+    train_and_report(runner)
 
 
 if __name__ == '__main__':

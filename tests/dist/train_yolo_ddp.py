@@ -15,6 +15,8 @@ from mmengine.runner import Runner
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from test_hook_yolo import featvis_hook, yolo_cfg  # noqa: E402
 
+from report import train_and_report  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -33,12 +35,7 @@ def main() -> None:
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
                                  device_ids=None)
     cfg.env_cfg = dict(dist_cfg=dict(backend='gloo'))
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    print(f'rank {dist.get_rank()} finished at iteration {runner.iter} '
-          f'with {type(runner.model).__name__}', flush=True)
-    dist.barrier()
-    dist.destroy_process_group()
+    train_and_report(Runner.from_cfg(cfg))
 
 
 if __name__ == '__main__':
