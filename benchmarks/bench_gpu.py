@@ -70,8 +70,7 @@ from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline  # noqa: E402
 from mmfeatvis.probe import Probe  # noqa: E402
 from mmfeatvis.ranges import ValueRangeTracker  # noqa: E402
 from mmfeatvis.testing import sample_photo_path  # noqa: E402
-from mmfeatvis.write import (stat_scalars, write_results,  # noqa: E402
-                             write_scalars)
+from mmfeatvis.write import render_and_write  # noqa: E402
 
 FIRING_GOAL = 1.25
 SIDE = 640
@@ -386,9 +385,7 @@ def main() -> None:
         maps, at = pending.pop()
         for item in maps:
             item.wait()
-        write_scalars(visualizer, stat_scalars(maps), at)
-        write_results(visualizer, [pipeline.render(m) for m in maps], at,
-                      stats=False)
+        render_and_write(visualizer, pipeline, maps, at)
 
     fns = dict(forward=synced(forward, device),
                capture=synced(capture, device),

@@ -43,8 +43,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
 from mmfeatvis.testing import sample_photo_path  # noqa: E402
-from mmfeatvis.write import (stat_scalars, write_results,  # noqa: E402
-                             write_scalars)
+from mmfeatvis.write import render_and_write  # noqa: E402
 
 # name: (package, config, input side, firing goal as firing / inference)
 MODELS_TO_RUN = {
@@ -155,9 +154,7 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
         # What the writer thread does for that firing: wait for the maps,
         # statistics, render and write.
         maps, at = pending.pop()
-        write_scalars(visualizer, stat_scalars(maps), at)
-        write_results(visualizer, [hook.pipeline.render(m) for m in maps],
-                      at, stats=False)
+        render_and_write(visualizer, hook.pipeline, maps, at)
 
     times = alternate(
         dict(inference=inference, firing=firing, background=background),

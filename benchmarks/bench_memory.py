@@ -100,7 +100,7 @@ def make_firing(pipeline: Any, model: torch.nn.Module, probe: Any,
     Capture and reduce (the training thread's part), the statistics as
     scalars, then render and write (the background thread's part).
     """
-    from mmfeatvis.write import stat_scalars, write_results, write_scalars
+    from mmfeatvis.write import render_and_write
     step = [0]
 
     def fire() -> None:
@@ -108,9 +108,7 @@ def make_firing(pipeline: Any, model: torch.nn.Module, probe: Any,
         captured = pipeline.capture(model, [probe])
         maps = [pipeline.reduce(*item) for item in captured]
         del captured
-        write_scalars(visualizer, stat_scalars(maps), step[0])
-        write_results(visualizer, [pipeline.render(m) for m in maps],
-                      step[0], stats=False)
+        render_and_write(visualizer, pipeline, maps, step[0])
 
     return fire
 

@@ -25,29 +25,41 @@ class ProbeResult:
 
     Attributes:
         probe (str): The probe's name.
-        layer_images (dict[str, np.ndarray]): RGB image per captured map.
+        layer_images (dict[str, np.ndarray]): RGB image per captured map,
+            at the original image's size.
+        overview_tiles (dict[str, np.ndarray]): The same maps drawn small
+            for :meth:`overview`, when rendering was asked for them.
         stats (dict[str, dict[str, float]]): Activation statistics per map.
         skipped (dict[str, str]): Maps that could not be drawn, and why.
     """
     probe: str
     layer_images: Dict[str, np.ndarray] = field(default_factory=dict)
+    overview_tiles: Dict[str, np.ndarray] = field(default_factory=dict)
     stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
     skipped: Dict[str, str] = field(default_factory=dict)
 
     def overview(self, max_tile_side: int = OVERVIEW_TILE_SIDE) -> np.ndarray:
         """All layers of the probe in one image, each panel titled.
 
+        Built from :attr:`overview_tiles` when there are any (drawn at the
+        overview's scale), else from :attr:`layer_images` scaled down.
+
         Args:
             max_tile_side (int): Panels are scaled down so that their longer
                 side is at most this; the overview of many layers stays
                 readable on one TensorBoard card and cheap to encode.
         """
-        panels = list(self.layer_images.items())
+        panels = list((self.overview_tiles or self.layer_images).items())
         height = max(image.shape[0] for _, image in panels)
         width = max(image.shape[1] for _, image in panels)
         scale = min(1.0, max_tile_side / max(height, width))
         tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
         return compose_panels(panels, tile_hw=tile_hw)
+
+    @property
+    def has_images(self) -> bool:
+        """Whether anything was drawn."""
+        return bool(self.layer_images or self.overview_tiles)
 
 
 @dataclass

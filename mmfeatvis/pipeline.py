@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import nn
@@ -317,28 +318,73 @@ class FeatmapPipeline:
 
     def render(self,
                maps: ProbeMaps,
-               class_names: Optional[Sequence[str]] = None) -> ProbeResult:
-        """Draw reduced maps over the probe image (host only, any thread)."""
-        opts = self.options
+               class_names: Optional[Sequence[str]] = None,
+               *,
+               layer_images: bool = True,
+               overview_tile_side: Optional[int] = None) -> ProbeResult:
+        """Draw reduced maps over the probe image (host only, any thread).
+
+        Args:
+            maps (ProbeMaps): What :meth:`reduce` returned.
+            class_names (Sequence[str], optional): Names of predicted
+                labels.
+            layer_images (bool): Draw every map at the original image's
+                size (``result.layer_images``). Defaults to True.
+            overview_tile_side (int, optional): Also draw every map with
+                its longer side at most this, on a copy of the image
+                resampled once (``result.overview_tiles``): cheaper and
+                sharper than shrinking the full-size images for
+                ``result.overview()``. Defaults to None: no tiles.
+        """
         probe = maps.probe
         result = ProbeResult(probe.name, skipped=dict(maps.skipped))
-        background = probe.image
-        if maps.prediction is not None:
-            background = draw_detections(background, maps.prediction,
-                                         opts.score_thr, class_names)
         for item in maps.layers:
-            result.layer_images[item.layer] = render_reduced(
-                item.reduced,
-                background,
-                norm_range=item.norm_range,
-                percentile=None if item.norm_range else opts.percentile,
-                alpha=opts.alpha,
-                colormap=opts.colormap,
-                arrangement=opts.arrangement,
-                image_meta=probe.meta)
             if item.stats is not None:
                 result.stats[item.layer] = item.stats
+        backgrounds: Dict[Tuple[int, int], np.ndarray] = {}
+        height, width = probe.image.shape[:2]
+
+        def background(scale: float) -> np.ndarray:
+            # Predictions are drawn once per size, on the resampled image.
+            hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if hw not in backgrounds:
+                image = probe.image_at(hw)
+                if maps.prediction is not None:
+                    image = draw_detections(image, maps.prediction,
+                                            self.options.score_thr,
+                                            class_names, hw[0] / height)
+                backgrounds[hw] = image
+            return backgrounds[hw]
+
+        for item in maps.layers:
+            if layer_images:
+                result.layer_images[item.layer] = self._render_layer(
+                    probe, item, background(1.0))
+            if overview_tile_side:
+                scale = self._tile_scale(probe, item.reduced,
+                                         overview_tile_side)
+                result.overview_tiles[item.layer] = self._render_layer(
+                    probe, item, background(scale))
         return result
+
+    def _tile_scale(self, probe: Probe, reduced: ReducedFeatmap,
+                    side: int) -> float:
+        rows, cols = self.options.arrangement if reduced.is_grid else (1, 1)
+        height, width = probe.image.shape[:2]
+        return min(1.0, side / max(height * rows, width * cols))
+
+    def _render_layer(self, probe: Probe, item: ReducedLayer,
+                      background: np.ndarray) -> np.ndarray:
+        opts = self.options
+        return render_reduced(
+            item.reduced,
+            background,
+            norm_range=item.norm_range,
+            percentile=None if item.norm_range else opts.percentile,
+            alpha=opts.alpha,
+            colormap=opts.colormap,
+            arrangement=opts.arrangement,
+            image_meta=probe.meta)
 
     def _report_skipped(self, skipped: Dict[str, str]) -> None:
         for layer, reason in skipped.items():

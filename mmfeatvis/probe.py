@@ -11,8 +11,9 @@ import copy
 import os.path as osp
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
@@ -48,6 +49,19 @@ class Probe:
     meta: Dict[str, Any] = field(default_factory=dict)
     source: str = ''
     packed: Dict[str, Any] = field(default_factory=dict)
+    _resized: Dict[Tuple[int, int], np.ndarray] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def image_at(self, hw: Tuple[int, int]) -> np.ndarray:
+        """The original image at ``hw`` (area-resampled once, then kept;
+        the overview's tiles are drawn on it at every firing)."""
+        hw = (int(hw[0]), int(hw[1]))
+        if hw == self.image.shape[:2]:
+            return self.image
+        if hw not in self._resized:
+            self._resized[hw] = cv2.resize(
+                self.image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+        return self._resized[hw]
 
     def model_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for ``model(**kwargs, mode=...)``.

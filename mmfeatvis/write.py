@@ -10,7 +10,8 @@ import os.path as osp
 import queue
 import re
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple)
 
 import cv2
 import numpy as np
@@ -19,7 +20,8 @@ from mmengine.logging import print_log
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
                                     Visualizer)
 
-from .maps import ProbeResult
+from .maps import OVERVIEW_TILE_SIDE, ProbeMaps, ProbeResult
+from .pipeline import FeatmapPipeline
 
 NAME_PREFIX = 'featvis'
 JPEG_QUALITY = 92
@@ -294,7 +296,7 @@ def write_results(visualizer: Visualizer,
     """
     written: List[str] = []
     for result in results:
-        if not result.layer_images:
+        if not result.has_images:
             continue
         if overview:
             name = overview_name(result.probe)
@@ -309,6 +311,51 @@ def write_results(visualizer: Visualizer,
     if stats:
         write_scalars(visualizer, stat_scalars(results), step)
     return written
+
+
+def render_and_write(visualizer: Visualizer,
+                     pipeline: FeatmapPipeline,
+                     maps: List[ProbeMaps],
+                     step: int,
+                     class_names: Optional[Sequence[str]] = None,
+                     *,
+                     per_layer: bool = True,
+                     overview: bool = True,
+                     stats: bool = True,
+                     image_format: str = 'jpg') -> List[str]:
+    """What a firing leaves to the writer: statistics, then images.
+
+    Only what is written is drawn: full-size images for ``per_layer``,
+    small tiles for ``overview``.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        pipeline (FeatmapPipeline): The pipeline that reduced ``maps``.
+        maps (list[ProbeMaps]): One per probe, from
+            :meth:`FeatmapPipeline.reduce`; their host copy may still be in
+            flight (this waits for it).
+        step (int): The training iteration.
+        class_names (Sequence[str], optional): Names of predicted labels.
+        per_layer (bool): Write one image per captured map.
+        overview (bool): Write one composed image per probe.
+        stats (bool): Write activation statistics as scalars.
+        image_format (str): ``'jpg'`` or ``'png'``.
+
+    Returns:
+        list[str]: The image names written.
+    """
+    if stats:
+        write_scalars(visualizer, stat_scalars(maps), step)
+    results = [
+        pipeline.render(
+            item,
+            class_names,
+            layer_images=per_layer,
+            overview_tile_side=OVERVIEW_TILE_SIDE if overview else None)
+        for item in maps
+    ]
+    return write_results(visualizer, results, step, per_layer, overview,
+                         stats=False, image_format=image_format)
 
 
 class BackgroundWriter:

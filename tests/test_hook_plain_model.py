@@ -71,6 +71,10 @@ def _runner(work_dir: str, hooks: list, max_iters: int = 4,
         sampler=dict(type='DefaultSampler', shuffle=True),
         batch_size=2,
         num_workers=0)
+    # Visualizers are singletons by name, and the Runner names them by the
+    # second it starts: tests that start Runners within one second would
+    # otherwise share the first one's save_dir.
+    runner_kwargs.setdefault('experiment_name', osp.basename(work_dir))
     return Runner(
         model=dict(type='TinyTokenNet'),
         work_dir=work_dir,

@@ -15,7 +15,7 @@ from ..pipeline import DrawOptions, FeatmapPipeline
 from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
 from ..ranges import ValueRangeTracker
 from ..write import (BackgroundWriter, check_image_format, prepare_backends,
-                     stat_scalars, write_results, write_scalars)
+                     render_and_write)
 
 CHECKPOINT_KEY = 'featvis_value_ranges'
 
@@ -70,9 +70,11 @@ class FeatmapVisHook(Hook):
             one. Defaults to False.
         with_stats (bool): Write per-layer activation statistics (mean, std,
             share of non-positive values, max) as scalars. Defaults to True.
-        per_layer (bool): Write one image per layer. Defaults to True.
-        overview (bool): Write one titled image of all layers per probe.
-            Defaults to True.
+        per_layer (bool): Write one image per layer, at the probe image's
+            size. Defaults to True.
+        overview (bool): Write one titled image of all layers per probe;
+            its tiles are drawn small, straight from the maps. Only what is
+            written is drawn. Defaults to True.
         image_format (str): ``'jpg'`` (quality 92) or ``'png'`` (lossless,
             about 15 times slower to encode and 7 times larger) for the
             local files and TensorBoard images. Defaults to ``'jpg'``.
@@ -282,16 +284,15 @@ class FeatmapVisHook(Hook):
 
     def _render_and_write(self, visualizer, maps: List[ProbeMaps], step: int,
                           class_names: Optional[Sequence[str]]) -> None:
-        if self.with_stats:
-            write_scalars(visualizer, stat_scalars(maps), step)
-        results = [self.pipeline.render(item, class_names) for item in maps]
-        write_results(
+        render_and_write(
             visualizer,
-            results,
+            self.pipeline,
+            maps,
             step,
+            class_names,
             per_layer=self.per_layer,
             overview=self.overview,
-            stats=False,
+            stats=self.with_stats,
             image_format=self.image_format)
 
     def _background(self) -> BackgroundWriter:

@@ -13,8 +13,8 @@ _PALETTE = ((255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151),
 def draw_detections(image: np.ndarray,
                     data_sample: Any,
                     score_thr: float = 0.3,
-                    class_names: Optional[Sequence[str]] = None
-                    ) -> np.ndarray:
+                    class_names: Optional[Sequence[str]] = None,
+                    scale: float = 1.0) -> np.ndarray:
     """Draw the boxes of a detection sample whose score passes a threshold.
 
     Args:
@@ -23,15 +23,18 @@ def draw_detections(image: np.ndarray,
             without ``pred_instances.bboxes`` leaves the image unchanged.
         score_thr (float): Boxes scoring below are not drawn.
         class_names (Sequence[str], optional): Names for the labels.
+        scale (float): Size of ``image`` over the original image, for
+            drawing on a smaller copy. Defaults to 1.0.
 
     Returns:
         np.ndarray: A new RGB uint8 image (the input is not modified).
+        ``image`` itself when there are no predictions.
     """
     instances = getattr(data_sample, 'pred_instances', None)
     if instances is None or 'bboxes' not in instances:
         return image
     keep = instances.scores >= score_thr
-    bboxes = instances.bboxes[keep].detach().cpu().numpy()
+    bboxes = instances.bboxes[keep].detach().cpu().numpy() * scale
     scores = instances.scores[keep].detach().cpu().numpy()
     labels = instances.labels[keep].detach().cpu().numpy()
     canvas = image.copy()
