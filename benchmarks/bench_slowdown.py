@@ -1,29 +1,29 @@
 """Training slowdown from FeatmapVisHook firings, measured in the loop.
 
 ``bench_hook.py`` adds up the parts of one firing, which overstates the
-cost when the writer thread finds idle cores; ``bench_train.py`` times whole
-Runner runs, whose data loading makes iterations vary by more than a
-firing costs. This script measures the slowdown directly, with little
-noise: it runs optimiser steps (``mode='loss'`` + SGD) of a model built
-from a shipped config, always on the same batch (the probe image repeated
-``--batch`` times, one box per image), and every ``--interval`` steps it
-does on the training thread what the hook does at a firing (probe pass
-with capture, the reductions with the copy to the host queued) and hands
-the rest to the hook's own ``BackgroundWriter`` (wait for the copy,
-statistics, render, encode, write to local files and TensorBoard), which
-runs beside the next steps.
+cost when the writer thread finds idle cores. This script measures the
+slowdown itself: it runs optimiser steps (``mode='loss'`` + SGD) of a model
+built from a shipped config, always on the same batch (the probe image
+repeated ``--batch`` times, one box per image), and at a firing it does on
+the training thread what the hook does (probe pass with capture, the
+reductions with the copy to the host queued) and hands the rest to the
+hook's own ``BackgroundWriter`` (wait for the copy, statistics, render,
+encode, write to local files and TensorBoard), which runs beside the next
+steps.
 
-Every step is timed. The steps are lined up by their position after the
-firing; the median duration at each position minus the quiet steps (the
-second half of the cycle), summed over the cycle, is the cost of one
-firing, the writer's competition for the cores included. A run of the
-same loop without firings gives the noise floor. The slowdown at interval
-50 is ``cost / (50 x step)``.
+The steps come in short cycles of ``--cycle`` steps, in pairs: one cycle
+fires after its first step, the other does not, and the order within a pair
+alternates. A cycle's time ends when the writer is idle again, so writer
+work left over is counted in full. The cost of one firing is the median,
+over ``--pairs`` pairs, of (cycle with firing - cycle without): a shared
+machine's drift, which moves whole minutes by several per cent, cancels in
+each pair. The slowdown at interval 50 is ``cost / (50 x step)``; its error
+is estimated from the spread of the pair differences.
 
 Example::
 
-    python benchmarks/bench_slowdown.py --models yolov5_n --steps 150 \\
-        --json bench_slowdown.json
+    python benchmarks/bench_slowdown.py --models yolov5_n --batch 16 \\
+        --pairs 40 --json bench_slowdown.json
 """
 import argparse
 import json
@@ -36,6 +36,7 @@ import time
 from functools import partial
 from typing import Callable, List, Optional, Tuple
 
+import cv2
 import torch
 from mmengine.optim import OptimWrapper
 from mmengine.visualization import Visualizer
@@ -47,8 +48,8 @@ from bench_hook import (MODELS_TO_RUN, _with_boxes, build_model,  # noqa: E402
 
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
-from mmfeatvis.write import (BackgroundWriter, stat_scalars,  # noqa: E402
-                             write_results, write_scalars)
+from mmfeatvis.write import (BackgroundWriter, prepare_backends,  # noqa: E402
+                             render_and_write)
 
 SLOWDOWN_GOAL = 0.0025
 GOAL_INTERVAL = 50
@@ -62,45 +63,58 @@ def parse_args() -> argparse.Namespace:
                         "bench_gpu.py's plain-PyTorch model (no mmcv needed)")
     parser.add_argument('--device', default='cpu',
                         help='device of plain_yolov5s (default cpu)')
-    parser.add_argument('--steps', type=int, default=150,
-                        help='timed steps per loop (default 150)')
-    parser.add_argument('--interval', type=int, default=10,
-                        help='steps per firing cycle (default 10)')
+    parser.add_argument('--pairs', type=int, default=40,
+                        help='pairs of cycles, with and without a firing '
+                        '(default 40)')
+    parser.add_argument('--cycle', type=int, default=5,
+                        help='steps per cycle (default 5)')
     parser.add_argument('--batch', type=int, default=8,
                         help='images per step (default 8)')
     parser.add_argument('--probe', help="probe image (default: matplotlib's"
                         ' grace_hopper.jpg)')
+    parser.add_argument('--write', choices=('background', 'inline'),
+                        default='background',
+                        help="where a firing's drawing and writing runs: the "
+                        "hook's BackgroundWriter (async_write=True, the "
+                        'default) or the training thread (async_write=False)')
     parser.add_argument('--json', metavar='PATH', help='write results here')
     return parser.parse_args()
 
 
-def cycle_cost(durations: List[float],
-               interval: int) -> Tuple[float, float, List[float]]:
-    """(extra seconds per cycle, quiet step seconds, median by position).
+def timed_cycle(step_fn: Callable[[], None], steps: int,
+                fire: Optional[Callable[[], None]],
+                writer: BackgroundWriter) -> Tuple[float, float]:
+    """(seconds of the whole cycle, seconds of its last step).
 
-    ``durations[i]`` is step ``i``; a firing ends steps ``interval - 1``,
-    ``2 * interval - 1``, ..., position 0 of their cycle. The first cycle
-    is left out (warm-up).
+    ``fire`` runs after the first step, as ``after_train_iter`` would; the
+    cycle ends when the writer has finished.
     """
-    by_position: List[List[float]] = [[] for _ in range(interval)]
-    for step, seconds in enumerate(durations[interval:], start=interval):
-        by_position[(step + 1) % interval].append(seconds)
-    medians = [statistics.median(values) for values in by_position]
-    quiet = statistics.median(
-        [s for values in by_position[interval // 2:] for s in values])
-    return sum(medians) - interval * quiet, quiet, medians
-
-
-def train_loop(step_fn: Callable[[], None], steps: int, interval: int,
-               fire: Optional[Callable[[int], None]]) -> List[float]:
-    durations = []
+    start = time.perf_counter()
     for step in range(steps):
-        start = time.perf_counter()
+        step_start = time.perf_counter()
         step_fn()  # ends in a host sync on a GPU (loss.item())
-        if fire is not None and (step + 1) % interval == 0:
-            fire(step + 1)
-        durations.append(time.perf_counter() - start)
-    return durations
+        if step == 0 and fire is not None:
+            fire()
+    last = time.perf_counter() - step_start
+    writer.flush()
+    return time.perf_counter() - start, last
+
+
+def paired_cost(step_fn: Callable[[], None], fire: Callable[[], None],
+                writer: BackgroundWriter, pairs: int,
+                cycle: int) -> Tuple[List[float], List[float]]:
+    """Differences (with - without firing) per pair, and quiet steps."""
+    differences, quiet_steps = [], []
+    for pair in range(pairs):
+        times = {}
+        # Alternate the order, so that a steady drift favours neither.
+        for with_firing in ((True, False) if pair % 2 else (False, True)):
+            times[with_firing], last = timed_cycle(
+                step_fn, cycle, fire if with_firing else None, writer)
+            if not with_firing:
+                quiet_steps.append(last)
+        differences.append(times[True] - times[False])
+    return differences, quiet_steps
 
 
 def openmmlab_setup(name: str, args: argparse.Namespace,
@@ -157,63 +171,74 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
         vis_backends=[dict(type='LocalVisBackend'),
                       dict(type='TensorboardVisBackend')],
         save_dir=tempfile.mkdtemp(prefix='bench_slowdown_'))
+    prepare_backends(visualizer)  # as the hook's before_run
     writer = BackgroundWriter()
 
     def write(maps: list, step: int) -> None:
         # FeatmapVisHook._render_and_write, on the writer thread.
-        write_scalars(visualizer, stat_scalars(maps), step)
-        write_results(visualizer, [pipeline.render(m) for m in maps], step,
-                      stats=False)
+        render_and_write(visualizer, pipeline, maps, step)
 
-    def fire(step: int) -> None:
+    step = [0]
+
+    def fire() -> None:
         # FeatmapVisHook._fire, on the training thread.
+        step[0] += 1
         captured = pipeline.capture(model, [probe])
         maps = [pipeline.reduce(*item, defer=True) for item in captured]
         del captured
-        writer.submit(partial(write, maps, step), f'firing at {step}')
+        job = partial(write, maps, step[0])
+        if args.write == 'inline':
+            job()
+        else:
+            writer.submit(job, f'firing {step[0]}')
 
     model.train()
-    rows: dict = {}
-    # hook, plain, hook, plain: both see the same minutes of the machine.
-    for run, with_hook in enumerate((True, False, True, False)):
-        durations = train_loop(train_step, args.steps, args.interval,
-                               fire if with_hook else None)
-        writer.flush()
-        cost, quiet, medians = cycle_cost(durations, args.interval)
-        key = 'hook' if with_hook else 'plain'
-        rows.setdefault(key, []).append((cost, quiet, medians))
-        print(f'{name} run {run} {key:<5} cost/cycle {cost * 1000:+7.1f} ms,'
-              f' quiet step {quiet * 1000:.1f} ms; median ms by position: '
-              + ' '.join(f'{m * 1000:.0f}' for m in medians), flush=True)
-    cost = statistics.mean(c for c, _, _ in rows['hook'])
-    noise = statistics.mean(c for c, _, _ in rows['plain'])
-    step_s = statistics.median(q for _, q, _ in rows['plain'])
+    # Warm-up: the first firings measure value ranges (and, on a GPU,
+    # record the reductions' graph).
+    paired_cost(train_step, fire, writer, 2, args.cycle)
+    differences, quiet_steps = paired_cost(train_step, fire, writer,
+                                           args.pairs, args.cycle)
+    cost = statistics.median(differences)
+    # Standard error of a median: about 1.25 x that of the mean.
+    error = 1.25 * statistics.stdev(differences) / len(differences)**0.5
+    step_s = statistics.median(quiet_steps)
     slowdown = cost / (GOAL_INTERVAL * step_s)
-    return dict(model=name, device=args.device,
+    mean = statistics.mean(differences)
+    print(f'{name} batch {args.batch}: cost/firing {cost * 1000:.1f} '
+          f'+- {error * 1000:.1f} ms (mean {mean * 1000:.1f}), step '
+          f'{step_s * 1000:.1f} ms', flush=True)
+    return dict(model=name, device=args.device, write=args.write,
                 input=tuple(probe.data['inputs'].shape[-2:]),
                 batch=args.batch, step_ms=step_s * 1000,
-                firing_cost_ms=cost * 1000, plain_cycle_ms=noise * 1000,
-                runs_ms=dict((k, [c * 1000 for c, _, _ in v])
-                             for k, v in rows.items()),
+                firing_cost_ms=cost * 1000, standard_error_ms=error * 1000,
+                pairs=args.pairs, cycle=args.cycle,
+                differences_ms=[d * 1000 for d in differences],
                 slowdown_at_50=slowdown,
+                slowdown_error=error / (GOAL_INTERVAL * step_s),
                 passed=slowdown <= SLOWDOWN_GOAL)
 
 
 def main() -> None:
     args = parse_args()
+    # As mmengine's Runner does with the env_cfg of OpenMMLab's configs
+    # (mp_cfg.opencv_num_threads=0): OpenCV runs on the calling thread.
+    cv2.setNumThreads(0)
     probe_path = args.probe or default_probe()
     torch.manual_seed(0)
     rows = [measure(name, args, probe_path) for name in args.models]
-    print(f'{"model":<12} {"input":>9} {"step ms":>8} {"cost/firing ms":>15}'
-          f' {"plain ms":>9} {"slowdown@50":>12} {"goal":>6}')
+    print(f'{"model":<12} {"input":>9} {"batch":>5} {"write":>10} '
+          f'{"step ms":>8} {"cost/firing ms":>15} {"slowdown@50":>16} '
+          f'{"goal":>6}')
     for r in rows:
         print(f'{r["model"]:<12} {"x".join(map(str, r["input"])):>9} '
-              f'{r["step_ms"]:>8.1f} {r["firing_cost_ms"]:>15.1f} '
-              f'{r["plain_cycle_ms"]:>9.1f} {r["slowdown_at_50"] * 100:>11.3f}'
-              f'% {"PASS" if r["passed"] else "FAIL":>6}')
-    print('cost/firing: extra time per firing cycle (mean of 2 runs); plain:'
-          ' the same sum without firings (noise floor); slowdown@50 = '
-          'cost / (50 x quiet step).')
+              f'{r["batch"]:>5} {r["write"]:>10} {r["step_ms"]:>8.1f} '
+              f'{r["firing_cost_ms"]:>8.1f} +-{r["standard_error_ms"]:>5.1f} '
+              f'{r["slowdown_at_50"] * 100:>7.3f}% +-'
+              f'{r["slowdown_error"] * 100:.3f} '
+              f'{"PASS" if r["passed"] else "FAIL":>6}')
+    print('cost/firing: median over pairs of (cycle with a firing - cycle '
+          'without), +- its standard error; slowdown@50 = cost / (50 x '
+          'step).')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(machine=platform.platform(),
