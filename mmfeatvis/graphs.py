@@ -1,4 +1,4 @@
-"""Stage "reduce" on a GPU: record the reductions once, replay them.
+"""On a GPU: record the probe's forward and its reductions once, replay.
 
 The probe never changes, so every firing reduces maps of the same shapes
 with the same operations. Launched one by one from Python, those few
@@ -6,13 +6,17 @@ hundred small kernels cost more host time than the model's forward pass on
 a fast GPU. :class:`ReplayedReduction` records them, together with the
 packing of the results into one buffer, as a CUDA graph on the first
 eligible firing and replays the graph afterwards: one launch, then the one
-copy to the host.
+copy to the host. :class:`ReplayedForward` does the same for the probe's
+forward pass in tensor mode, whose kernels at batch 1 are launched faster
+than Python can.
 """
+import itertools
 import logging
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
+from torch import nn
 
 from .transfer import HostCopy, pack
 
@@ -117,3 +121,55 @@ class ReplayCache:
                     logger='current',
                     level=logging.WARNING)
         return self._graphs[key]
+
+
+def storage_signature(model: nn.Module) -> Tuple[Hashable, ...]:
+    """Where the model's parameters and buffers live, as a recorded graph
+    reads them: it stays valid while they are updated in place (optimiser
+    steps, BatchNorm statistics, ``load_state_dict``) and not once one is
+    replaced or moved."""
+    return tuple((t.data_ptr(), t.dtype, tuple(t.shape))
+                 for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+class ReplayedForward:
+    """A probe's forward pass, with its capture hooks, recorded as a CUDA
+    graph and replayed.
+
+    At batch 1 a fast GPU waits for Python to launch the forward's kernels
+    one by one; a replay launches them all at once. The probe's input
+    never changes and the weights are read where they are, so a replay
+    sees the current weights. :meth:`valid_for` tells when they moved.
+
+    Args:
+        model (nn.Module): The model, already in eval mode.
+        run (callable): ``run() -> features``: one forward of the probe and
+            the captured maps (tensors only). Its Python side runs twice
+            here (warm-up, recording) and never again.
+
+    Raises:
+        RuntimeError: The forward could not be recorded (for example it
+            synchronises with the host); the caller runs it eagerly.
+    """
+
+    def __init__(self, model: nn.Module,
+                 run: Callable[[], Dict[str, torch.Tensor]]) -> None:
+        self.signature = storage_signature(model)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
+            self.features = run()
+
+    def valid_for(self, model: nn.Module) -> bool:
+        """Whether the weights are still where the graph reads them."""
+        return storage_signature(model) == self.signature
+
+    def replay(self) -> Dict[str, torch.Tensor]:
+        """Run the recorded forward; the maps it writes, in the graph's own
+        memory (overwritten by the next replay)."""
+        self.graph.replay()
+        return dict(self.features)

@@ -10,7 +10,8 @@ import functools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ from torch import nn
 
 from .capture import FeatureCapture, resolve_layers
 from .draw import check_draw_options, reduce_for_image, render_reduced
-from .graphs import DeviceResults, ReplayCache, ReplayedReduction, graph_key
+from .graphs import (DeviceResults, ReplayCache, ReplayedForward,
+                     ReplayedReduction, graph_key)
 from .isolation import isolated_inference, raised_score_threshold
 from .maps import (DeviceLayer, ProbeMaps, ProbeResult, ReducedLayer,
                    device_results)
@@ -30,6 +32,12 @@ from .render import valid_region
 from .render.boxes import draw_detections
 from .stats import STATS_KEYS, activation_stats_tensor
 from .transfer import HostCopy, start_host_copy
+
+#: Marks a probe whose forward may be recorded at its next firing.
+_NOT_RECORDED = object()
+#: Recordings of one probe's forward before giving up on a model whose
+#: weights keep moving in memory.
+_MAX_RECORDINGS = 3
 
 
 @dataclass
@@ -85,9 +93,10 @@ class FeatmapPipeline:
         range_tracker (ValueRangeTracker, optional): Keeps value ranges
             across calls; ``None`` normalises each map on its own.
         with_stats (bool): Compute activation statistics.
-        use_cuda_graphs (bool): On a GPU, record the reductions of a probe
-            as a CUDA graph once its value ranges are frozen, and replay
-            it at later firings (see :mod:`mmfeatvis.graphs`).
+        use_cuda_graphs (bool): On a GPU, record the probe's forward pass
+            (tensor mode) and, once its value ranges are frozen, its
+            reductions as CUDA graphs, and replay them at later firings
+            (see :mod:`mmfeatvis.graphs`).
     """
 
     def __init__(self,
@@ -105,6 +114,8 @@ class FeatmapPipeline:
         self._reported: set = set()
         self.use_cuda_graphs = use_cuda_graphs
         self._replays = ReplayCache()
+        self._forward_graphs: Dict[Hashable, Any] = {}
+        self._recordings: Dict[Hashable, int] = {}
 
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
@@ -143,15 +154,72 @@ class FeatmapPipeline:
             self.resolve(model)
         call_model = call_model or model
         mode = self.forward_mode(model)
+        # A sharded wrapper gathers parameters with collectives: no graph.
+        graphs = (self.use_cuda_graphs and mode == 'tensor'
+                  and call_model is model)
         captured = []
+        replayed = set()  # a replay overwrites the maps of the one before
         with isolated_inference(model), raised_score_threshold(
                 model, self.options.score_thr if mode == 'predict' else 0
         ), FeatureCapture(model, self.layer_names) as capture:
             for probe in probes:
+                replay = self._forward_graph(
+                    model, probe,
+                    capture) if graphs and probe.name not in replayed else None
+                if replay is not None:
+                    replayed.add(probe.name)
+                    captured.append((probe, replay.replay(), None))
+                    continue
                 outputs = call_model(**probe.model_kwargs(), mode=mode)
-                captured.append((probe, capture.pop_features(),
+                features = capture.pop_features()
+                if graphs and graph_key(probe.name, features) is not None:
+                    # Maps all on one GPU, all tensors: worth recording.
+                    self._forward_graphs.setdefault(
+                        (probe.name, id(model)), _NOT_RECORDED)
+                captured.append((probe, features,
                                  outputs if mode == 'predict' else None))
         return captured
+
+    def _forward_graph(self, model: nn.Module, probe: Probe,
+                       capture: FeatureCapture) -> Optional[ReplayedForward]:
+        """The probe's forward as a CUDA graph: recorded at the second
+        firing (after an eager one showed that all maps are GPU tensors),
+        again when the weights moved (at most ``_MAX_RECORDINGS`` times),
+        never after a failed recording."""
+        key = (probe.name, id(model))
+        replay = self._forward_graphs.get(key)
+        if replay is None:
+            return None
+        if replay is not _NOT_RECORDED and replay.valid_for(model):
+            return replay
+        recordings = self._recordings.get(key, 0)
+        self._forward_graphs[key] = None  # unless recorded below
+        if recordings >= _MAX_RECORDINGS:
+            print_log(
+                'mmfeatvis: the model\'s weights keep moving in memory; the '
+                'probe forward runs op by op from now on.',
+                logger='current',
+                level=logging.INFO)
+            return None
+        self._recordings[key] = recordings + 1
+
+        def run() -> Dict[str, torch.Tensor]:
+            model(**probe.model_kwargs(), mode='tensor')
+            return capture.pop_features()
+
+        try:
+            replay = ReplayedForward(model, run)
+        except Exception as error:  # the eager forward still works
+            capture.pop_features()
+            print_log(
+                'mmfeatvis: the probe forward could not be recorded as a '
+                f'CUDA graph ({type(error).__name__}: {error}); it runs op '
+                'by op instead.',
+                logger='current',
+                level=logging.WARNING)
+            return None
+        self._forward_graphs[key] = replay
+        return replay
 
     def reduce(self,
                probe: Probe,

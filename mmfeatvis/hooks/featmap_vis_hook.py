@@ -83,6 +83,12 @@ class FeatmapVisHook(Hook):
         async_write (bool): Wait for the maps, colour, encode and write on a
             background thread, so that the training loop pays only for the
             probe pass and for queuing the reductions. Defaults to True.
+        cuda_graphs (bool): On a GPU, record the probe's forward pass
+            (tensor mode, so not while drawing a detector's boxes) and the
+            reductions as CUDA graphs and replay them: at batch 1 a fast
+            GPU otherwise waits for Python to launch each kernel. The
+            graphs keep their memory (about the probe's activations) for
+            the hook's lifetime. Defaults to True.
     """
 
     priority = 'LOW'
@@ -110,7 +116,8 @@ class FeatmapVisHook(Hook):
                  overview: bool = True,
                  image_format: str = 'jpg',
                  probe_pipeline: Optional[List[dict]] = None,
-                 async_write: bool = True) -> None:
+                 async_write: bool = True,
+                 cuda_graphs: bool = True) -> None:
         if not isinstance(interval, int) or interval <= 0:
             raise ValueError(f'interval must be a positive integer, got '
                              f'{interval!r}.')
@@ -140,8 +147,12 @@ class FeatmapVisHook(Hook):
             draw_pred=draw_pred,
             score_thr=score_thr)
         self.range_tracker = ValueRangeTracker(value_range)
-        self.pipeline = FeatmapPipeline(target_layers, options,
-                                        self.range_tracker, with_stats)
+        self.pipeline = FeatmapPipeline(
+            target_layers,
+            options,
+            self.range_tracker,
+            with_stats,
+            use_cuda_graphs=cuda_graphs)
         self.probes: List[Probe] = []
         self.async_write = async_write
         self._writer: Optional[BackgroundWriter] = None

@@ -1,0 +1,120 @@
+"""The probe's forward recorded as a CUDA graph (needs CUDA; run on the GPU
+machine): replays follow the weights, moved weights are recorded again, and
+a forward that cannot be recorded runs eagerly."""
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from torch import nn
+
+from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+from mmfeatvis.probe import Probe
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason='needs CUDA')
+
+
+class ConvBNNet(nn.Module):
+    """Conv, BatchNorm and ReLU stages; ``sync=True`` reads a value on the
+    host in forward, which a CUDA graph cannot record."""
+
+    def __init__(self, sync: bool = False) -> None:
+        super().__init__()
+        self.sync = sync
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8),
+                                  nn.ReLU())
+        self.stage = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1),
+                                   nn.BatchNorm2d(16), nn.ReLU())
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        feats = self.stem(inputs)
+        if self.sync and feats.mean().item() > 1e9:
+            feats = feats * 0
+        return self.stage(feats)
+
+
+def _setup(sync: bool = False):
+    torch.manual_seed(0)
+    model = ConvBNNet(sync).cuda()
+    image = torch.randint(0, 255, (48, 64, 3), dtype=torch.uint8)
+    probe = Probe('probe', image.numpy(),
+                  dict(inputs=torch.randn(1, 3, 48, 64, device='cuda')))
+    pipeline = FeatmapPipeline(['stem', 'stage'],
+                               DrawOptions(channel_reduction='squeeze_mean'))
+    return model, probe, pipeline
+
+
+def _eager(model: nn.Module, probe: Probe) -> dict:
+    pipeline = FeatmapPipeline(['stem', 'stage'],
+                               DrawOptions(channel_reduction='squeeze_mean'),
+                               use_cuda_graphs=False)
+    (_, features, _), = pipeline.capture(model, [probe])
+    return {name: t.clone() for name, t in features.items()}
+
+
+def _train_steps(model: nn.Module, steps: int = 3) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    for _ in range(steps):
+        loss = model(torch.randn(4, 3, 48, 64, device='cuda')).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _assert_same(features: dict, expected: dict) -> None:
+    assert list(features) == list(expected)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(features[name], tensor)
+
+
+def test_replays_follow_in_place_weight_updates():
+    model, probe, pipeline = _setup()
+    key = ('probe', id(model))
+    pipeline.capture(model, [probe])  # eager: the maps are GPU tensors
+    (_, recorded, _), = pipeline.capture(model, [probe])
+    replay = pipeline._forward_graphs[key]
+    assert replay.valid_for(model)
+    _assert_same(recorded, _eager(model, probe))
+    # A replay writes into the graph's memory: keep this firing's maps.
+    recorded = {name: t.clone() for name, t in recorded.items()}
+    # SGD updates the weights and BatchNorm its statistics, in place.
+    _train_steps(model)
+    assert model.training  # the probe left the mode as it was
+    (_, replayed, _), = pipeline.capture(model, [probe])
+    assert pipeline._forward_graphs[key] is replay  # not recorded again
+    assert not torch.equal(replayed['stage'], recorded['stage'])
+    _assert_same(replayed, _eager(model, probe))
+
+
+def test_moved_weights_are_recorded_again():
+    model, probe, pipeline = _setup()
+    key = ('probe', id(model))
+    for _ in range(2):
+        pipeline.capture(model, [probe])
+    first = pipeline._forward_graphs[key]
+    with torch.no_grad():
+        model.stage[0].weight.data = model.stage[0].weight.data * 2
+    assert not first.valid_for(model)
+    (_, replayed, _), = pipeline.capture(model, [probe])
+    assert pipeline._forward_graphs[key] is not first
+    assert pipeline._recordings[key] == 2
+    _assert_same(replayed, _eager(model, probe))
+
+
+def test_one_probe_twice_in_one_call_keeps_both_maps():
+    model, probe, pipeline = _setup()
+    pipeline.capture(model, [probe])
+    first, second = pipeline.capture(model, [probe, probe])
+    # Only one of the two may live in the graph's memory.
+    assert first[1]['stage'].data_ptr() != second[1]['stage'].data_ptr()
+    _assert_same(first[1], second[1])
+
+
+def test_a_forward_that_syncs_runs_eagerly(capsys):
+    model, probe, pipeline = _setup(sync=True)
+    MMLogger.get_instance('mmfeatvis_forward_graph_test')
+    for _ in range(3):
+        (_, features, _), = pipeline.capture(model, [probe])
+        _assert_same(features, _eager(model, probe))
+    assert pipeline._forward_graphs[('probe', id(model))] is None
+    assert 'could not be recorded as a CUDA graph' in capsys.readouterr().out
