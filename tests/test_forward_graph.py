@@ -118,3 +118,39 @@ def test_a_forward_that_syncs_runs_eagerly(capsys):
         _assert_same(features, _eager(model, probe))
     assert pipeline._forward_graphs[('probe', id(model))] is None
     assert 'could not be recorded as a CUDA graph' in capsys.readouterr().out
+
+
+def test_training_is_bitwise_identical_with_replayed_probes(
+        tmp_path, probe_image_path, monkeypatch):
+    from mmengine.runner import Runner
+    from test_hook_plain_model import _runner
+
+    from mmfeatvis.graphs import ReplayedForward
+
+    # Deterministic cuBLAS, as torch.use_deterministic_algorithms asks.
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+
+    def train(name: str, hooks: list) -> Runner:
+        runner = _runner(
+            str(tmp_path / name),
+            hooks,
+            max_iters=6,
+            randomness=dict(seed=0, deterministic=True))
+        runner.train()
+        return runner
+
+    hook = dict(
+        type='FeatmapVisHook',
+        probe=probe_image_path,
+        target_layers=['backbone', 'tokens'],
+        interval=1)
+    with_hook = train('with_hook', [hook])
+    without = train('without', [])
+    featvis, = [h for h in with_hook.hooks if type(h).__name__ ==
+                'FeatmapVisHook']
+    graphs = list(featvis.pipeline._forward_graphs.values())
+    assert graphs and isinstance(graphs[0], ReplayedForward)
+    assert next(with_hook.model.parameters()).is_cuda
+    expected = without.model.state_dict()
+    for name, tensor in with_hook.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name

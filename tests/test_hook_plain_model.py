@@ -75,6 +75,7 @@ def _runner(work_dir: str, hooks: list, max_iters: int = 4,
     # second it starts: tests that start Runners within one second would
     # otherwise share the first one's save_dir.
     runner_kwargs.setdefault('experiment_name', osp.basename(work_dir))
+    runner_kwargs.setdefault('randomness', dict(seed=0))
     return Runner(
         model=dict(type='TinyTokenNet'),
         work_dir=work_dir,
@@ -90,7 +91,6 @@ def _runner(work_dir: str, hooks: list, max_iters: int = 4,
             ]),
         default_hooks=dict(checkpoint=dict(type='CheckpointHook',
                                            interval=100)),
-        randomness=dict(seed=0),
         default_scope='mmengine',
         **runner_kwargs)
 
