@@ -175,7 +175,7 @@ class FeatmapPipeline:
                 if graphs and graph_key(probe.name, features) is not None:
                     # Maps all on one GPU, all tensors: worth recording.
                     self._forward_graphs.setdefault(
-                        (probe.name, id(model)), _NOT_RECORDED)
+                        _forward_key(model, probe), _NOT_RECORDED)
                 captured.append((probe, features,
                                  outputs if mode == 'predict' else None))
         return captured
@@ -186,7 +186,7 @@ class FeatmapPipeline:
         firing (after an eager one showed that all maps are GPU tensors),
         again when the weights moved (at most ``_MAX_RECORDINGS`` times),
         never after a failed recording."""
-        key = (probe.name, id(model))
+        key = _forward_key(model, probe)
         replay = self._forward_graphs.get(key)
         if replay is None:
             return None
@@ -474,6 +474,15 @@ class FeatmapPipeline:
             for probe, features, outputs in self.capture(
                 model, probes, call_model)
         ]
+
+
+def _forward_key(model: nn.Module, probe: Probe) -> Hashable:
+    """What a recorded forward is for: the graph reads the probe's input
+    where it is, so another input (even under the same name) needs its own
+    recording."""
+    inputs = probe.data.get('inputs')
+    where = inputs.data_ptr() if isinstance(inputs, torch.Tensor) else None
+    return probe.name, id(model), where
 
 
 def _content_only(reduced: ReducedFeatmap,

@@ -6,7 +6,7 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline, _forward_key
 from mmfeatvis.probe import Probe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -69,7 +69,7 @@ def _assert_same(features: dict, expected: dict) -> None:
 
 def test_replays_follow_in_place_weight_updates():
     model, probe, pipeline = _setup()
-    key = ('probe', id(model))
+    key = _forward_key(model, probe)
     pipeline.capture(model, [probe])  # eager: the maps are GPU tensors
     (_, recorded, _), = pipeline.capture(model, [probe])
     replay = pipeline._forward_graphs[key]
@@ -88,7 +88,7 @@ def test_replays_follow_in_place_weight_updates():
 
 def test_moved_weights_are_recorded_again():
     model, probe, pipeline = _setup()
-    key = ('probe', id(model))
+    key = _forward_key(model, probe)
     for _ in range(2):
         pipeline.capture(model, [probe])
     first = pipeline._forward_graphs[key]
@@ -116,7 +116,7 @@ def test_a_forward_that_syncs_runs_eagerly(capsys):
     for _ in range(3):
         (_, features, _), = pipeline.capture(model, [probe])
         _assert_same(features, _eager(model, probe))
-    assert pipeline._forward_graphs[('probe', id(model))] is None
+    assert pipeline._forward_graphs[_forward_key(model, probe)] is None
     assert 'could not be recorded as a CUDA graph' in capsys.readouterr().out
 
 
