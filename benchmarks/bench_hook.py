@@ -24,9 +24,7 @@ Example::
         --json bench_hook.json
 """
 import argparse
-import json
 import os.path as osp
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,6 +38,8 @@ from mmengine.registry import MODELS, init_default_scope
 from mmengine.visualization import Visualizer
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from results_json import write_rows  # noqa: E402
+
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
 from mmfeatvis.testing import sample_photo_path  # noqa: E402
@@ -242,10 +242,7 @@ def main() -> None:
           'slowdown = (firing + writer) / (interval x iteration), an upper '
           'bound (bench_slowdown.py measures it).')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=platform.platform(),
-                           processor=platform.processor(),
-                           torch=torch.__version__, rows=rows), f, indent=2)
+        write_rows(args.json, rows)
 
 
 if __name__ == '__main__':

@@ -21,9 +21,7 @@ Example::
 """
 import argparse
 import gc
-import json
 import os.path as osp
-import platform
 import sys
 import tempfile
 import warnings
@@ -33,6 +31,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from results_json import write_rows  # noqa: E402
 
 MIB = 1024 * 1024
 # RSS may move by a few MiB from allocator and TensorBoard buffering.
@@ -232,10 +231,7 @@ def main() -> None:
     row['model'] = 'yolov5_n@320'
     print_memory([row])
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=platform.platform(),
-                           processor=platform.processor(),
-                           torch=torch.__version__, rows=[row]), f, indent=2)
+        write_rows(args.json, [row])
 
 
 if __name__ == '__main__':

@@ -26,9 +26,7 @@ Example::
         --pairs 40 --json bench_slowdown.json
 """
 import argparse
-import json
 import os.path as osp
-import platform
 import statistics
 import sys
 import tempfile
@@ -45,6 +43,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from bench_hook import (MODELS_TO_RUN, _with_boxes, build_model,  # noqa: E402
                         default_probe, load_config)
+from results_json import write_rows  # noqa: E402
 
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
@@ -240,10 +239,7 @@ def main() -> None:
           'without), +- its standard error; slowdown@50 = cost / (50 x '
           'step).')
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=platform.platform(),
-                           processor=platform.processor(),
-                           torch=torch.__version__, rows=rows), f, indent=2)
+        write_rows(args.json, rows)
 
 
 if __name__ == '__main__':

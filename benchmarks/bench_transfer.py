@@ -27,7 +27,6 @@ import json
 import linecache
 import os
 import os.path as osp
-import platform
 import sys
 import tempfile
 import warnings
@@ -37,6 +36,7 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from results_json import write_rows  # noqa: E402
 
 FLOAT_BYTES = 4  # ranges and statistics are float32 on the device
 
@@ -241,11 +241,7 @@ def main() -> None:
     rows = [measure(name, args.device, probe_path) for name in args.models]
     print_transfer(rows)
     if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(machine=platform.platform(),
-                           processor=platform.processor(),
-                           torch=torch.__version__, rows=rows), f, indent=2,
-                      default=str)
+        write_rows(args.json, rows)
 
 
 if __name__ == '__main__':

@@ -173,3 +173,81 @@ class ReplayedForward:
         memory (overwritten by the next replay)."""
         self.graph.replay()
         return dict(self.features)
+
+
+class ForwardReplays:
+    """Recorded probe forwards by key.
+
+    A key is recorded at its first :meth:`get` after :meth:`allow` (an
+    eager forward showed that all its maps are on one GPU), again when the
+    weights moved (at most ``max_recordings`` times in all), and never
+    after a failed recording, which is reported once.
+
+    Args:
+        max_recordings (int): Recordings of one key before giving up on a
+            model whose weights keep moving in memory. Defaults to 3.
+    """
+
+    def __init__(self, max_recordings: int = 3) -> None:
+        self.max_recordings = max_recordings
+        self._replays: Dict[Hashable, ReplayedForward] = {}
+        self._recordings: Dict[Hashable, int] = {}
+        self._given_up: set = set()
+
+    def allow(self, key: Hashable) -> None:
+        """Let ``key`` be recorded at its next :meth:`get`."""
+        self._recordings.setdefault(key, 0)
+
+    def recorded(self, key: Hashable) -> Optional[ReplayedForward]:
+        """The current recording of ``key``, if any."""
+        return self._replays.get(key)
+
+    def recordings(self, key: Hashable) -> int:
+        """How many times ``key`` was recorded."""
+        return self._recordings.get(key, 0)
+
+    def get(self,
+            key: Hashable,
+            model: nn.Module,
+            run: Callable[[], Dict[str, torch.Tensor]],
+            discard: Callable[[], Any] = lambda: None
+            ) -> Optional[ReplayedForward]:
+        """A replayable forward for ``key``, recorded now if needed; None
+        when the forward must run eagerly.
+
+        Args:
+            key (Hashable): What the recording is for.
+            model (nn.Module): The model, in eval mode.
+            run (callable): See :class:`ReplayedForward`.
+            discard (callable): Drops what a failed recording left behind
+                (maps captured before the failure).
+        """
+        if key not in self._recordings or key in self._given_up:
+            return None
+        replay = self._replays.pop(key, None)
+        if replay is not None and replay.valid_for(model):
+            self._replays[key] = replay
+            return replay
+        del replay  # a stale graph frees its memory before the next one
+        if self._recordings[key] >= self.max_recordings:
+            self._given_up.add(key)
+            print_log(
+                "mmfeatvis: the model's weights keep moving in memory; the "
+                'probe forward runs op by op from now on.',
+                logger='current',
+                level=logging.INFO)
+            return None
+        self._recordings[key] += 1
+        try:
+            self._replays[key] = ReplayedForward(model, run)
+        except Exception as error:  # the eager forward still works
+            discard()
+            self._given_up.add(key)
+            print_log(
+                'mmfeatvis: the probe forward could not be recorded as a '
+                f'CUDA graph ({type(error).__name__}: {error}); it runs op '
+                'by op instead.',
+                logger='current',
+                level=logging.WARNING)
+            return None
+        return self._replays[key]

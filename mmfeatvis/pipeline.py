@@ -20,8 +20,8 @@ from torch import nn
 
 from .capture import FeatureCapture, resolve_layers
 from .draw import check_draw_options, reduce_for_image, render_reduced
-from .graphs import (DeviceResults, ReplayCache, ReplayedForward,
-                     ReplayedReduction, graph_key)
+from .graphs import (DeviceResults, ForwardReplays, ReplayCache,
+                     ReplayedForward, ReplayedReduction, graph_key)
 from .isolation import isolated_inference, raised_score_threshold
 from .maps import (DeviceLayer, ProbeMaps, ProbeResult, ReducedLayer,
                    device_results)
@@ -32,12 +32,6 @@ from .render import valid_region
 from .render.boxes import draw_detections
 from .stats import STATS_KEYS, activation_stats_tensor
 from .transfer import HostCopy, start_host_copy
-
-#: Marks a probe whose forward may be recorded at its next firing.
-_NOT_RECORDED = object()
-#: Recordings of one probe's forward before giving up on a model whose
-#: weights keep moving in memory.
-_MAX_RECORDINGS = 3
 
 
 @dataclass
@@ -114,8 +108,7 @@ class FeatmapPipeline:
         self._reported: set = set()
         self.use_cuda_graphs = use_cuda_graphs
         self._replays = ReplayCache()
-        self._forward_graphs: Dict[Hashable, Any] = {}
-        self._recordings: Dict[Hashable, int] = {}
+        self.forward_replays = ForwardReplays()
 
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
@@ -163,63 +156,32 @@ class FeatmapPipeline:
                 model, self.options.score_thr if mode == 'predict' else 0
         ), FeatureCapture(model, self.layer_names) as capture:
             for probe in probes:
-                replay = self._forward_graph(
-                    model, probe,
-                    capture) if graphs and probe.name not in replayed else None
+                key = _forward_key(model, probe) if graphs else None
+                replay = self._forward_replay(
+                    key, model, probe,
+                    capture) if graphs and key not in replayed else None
                 if replay is not None:
-                    replayed.add(probe.name)
+                    replayed.add(key)
                     captured.append((probe, replay.replay(), None))
                     continue
                 outputs = call_model(**probe.model_kwargs(), mode=mode)
                 features = capture.pop_features()
                 if graphs and graph_key(probe.name, features) is not None:
                     # Maps all on one GPU, all tensors: worth recording.
-                    self._forward_graphs.setdefault(
-                        _forward_key(model, probe), _NOT_RECORDED)
+                    self.forward_replays.allow(key)
                 captured.append((probe, features,
                                  outputs if mode == 'predict' else None))
         return captured
 
-    def _forward_graph(self, model: nn.Module, probe: Probe,
-                       capture: FeatureCapture) -> Optional[ReplayedForward]:
-        """The probe's forward as a CUDA graph: recorded at the second
-        firing (after an eager one showed that all maps are GPU tensors),
-        again when the weights moved (at most ``_MAX_RECORDINGS`` times),
-        never after a failed recording."""
-        key = _forward_key(model, probe)
-        replay = self._forward_graphs.get(key)
-        if replay is None:
-            return None
-        if replay is not _NOT_RECORDED and replay.valid_for(model):
-            return replay
-        recordings = self._recordings.get(key, 0)
-        self._forward_graphs[key] = None  # unless recorded below
-        if recordings >= _MAX_RECORDINGS:
-            print_log(
-                'mmfeatvis: the model\'s weights keep moving in memory; the '
-                'probe forward runs op by op from now on.',
-                logger='current',
-                level=logging.INFO)
-            return None
-        self._recordings[key] = recordings + 1
+    def _forward_replay(self, key: Hashable, model: nn.Module, probe: Probe,
+                        capture: FeatureCapture) -> Optional[ReplayedForward]:
 
         def run() -> Dict[str, torch.Tensor]:
             model(**probe.model_kwargs(), mode='tensor')
             return capture.pop_features()
 
-        try:
-            replay = ReplayedForward(model, run)
-        except Exception as error:  # the eager forward still works
-            capture.pop_features()
-            print_log(
-                'mmfeatvis: the probe forward could not be recorded as a '
-                f'CUDA graph ({type(error).__name__}: {error}); it runs op '
-                'by op instead.',
-                logger='current',
-                level=logging.WARNING)
-            return None
-        self._forward_graphs[key] = replay
-        return replay
+        return self.forward_replays.get(key, model, run,
+                                        discard=capture.pop_features)
 
     def reduce(self,
                probe: Probe,

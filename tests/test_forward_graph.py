@@ -72,7 +72,7 @@ def test_replays_follow_in_place_weight_updates():
     key = _forward_key(model, probe)
     pipeline.capture(model, [probe])  # eager: the maps are GPU tensors
     (_, recorded, _), = pipeline.capture(model, [probe])
-    replay = pipeline._forward_graphs[key]
+    replay = pipeline.forward_replays.recorded(key)
     assert replay.valid_for(model)
     _assert_same(recorded, _eager(model, probe))
     # A replay writes into the graph's memory: keep this firing's maps.
@@ -81,7 +81,8 @@ def test_replays_follow_in_place_weight_updates():
     _train_steps(model)
     assert model.training  # the probe left the mode as it was
     (_, replayed, _), = pipeline.capture(model, [probe])
-    assert pipeline._forward_graphs[key] is replay  # not recorded again
+    # Not recorded again.
+    assert pipeline.forward_replays.recorded(key) is replay
     assert not torch.equal(replayed['stage'], recorded['stage'])
     _assert_same(replayed, _eager(model, probe))
 
@@ -91,13 +92,13 @@ def test_moved_weights_are_recorded_again():
     key = _forward_key(model, probe)
     for _ in range(2):
         pipeline.capture(model, [probe])
-    first = pipeline._forward_graphs[key]
+    first = pipeline.forward_replays.recorded(key)
     with torch.no_grad():
         model.stage[0].weight.data = model.stage[0].weight.data * 2
     assert not first.valid_for(model)
     (_, replayed, _), = pipeline.capture(model, [probe])
-    assert pipeline._forward_graphs[key] is not first
-    assert pipeline._recordings[key] == 2
+    assert pipeline.forward_replays.recorded(key) is not first
+    assert pipeline.forward_replays.recordings(key) == 2
     _assert_same(replayed, _eager(model, probe))
 
 
@@ -116,7 +117,8 @@ def test_a_forward_that_syncs_runs_eagerly(capsys):
     for _ in range(3):
         (_, features, _), = pipeline.capture(model, [probe])
         _assert_same(features, _eager(model, probe))
-    assert pipeline._forward_graphs[_forward_key(model, probe)] is None
+    assert pipeline.forward_replays.recorded(
+        _forward_key(model, probe)) is None
     assert 'could not be recorded as a CUDA graph' in capsys.readouterr().out
 
 
@@ -148,8 +150,9 @@ def test_training_is_bitwise_identical_with_replayed_probes(
     without = train('without', [])
     featvis, = [h for h in with_hook.hooks if type(h).__name__ ==
                 'FeatmapVisHook']
-    graphs = list(featvis.pipeline._forward_graphs.values())
-    assert graphs and isinstance(graphs[0], ReplayedForward)
+    key = _forward_key(with_hook.model, featvis.probes[0])
+    assert isinstance(featvis.pipeline.forward_replays.recorded(key),
+                      ReplayedForward)
     assert next(with_hook.model.parameters()).is_cuda
     expected = without.model.state_dict()
     for name, tensor in with_hook.model.state_dict().items():
