@@ -1,7 +1,7 @@
 # mmfeatvis developer entry points. Each target sets up .venv first (idempotent).
 PYTHON := .venv/bin/python
 
-.PHONY: env test lint unit demo clean
+.PHONY: env test lint unit demo readme-images clean
 
 env:
 	bash scripts/setup_env.sh
@@ -19,6 +19,10 @@ test: lint unit
 # The script sets up .venv itself, so that it also runs on its own.
 demo:
 	bash scripts/run_demo.sh
+
+# Every picture the README shows, made anew from the demo's output.
+readme-images: demo
+	$(PYTHON) scripts/readme_images.py work_dirs/demo docs/images
 
 clean:
 	rm -rf work_dirs .pytest_cache

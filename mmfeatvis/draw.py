@@ -205,7 +205,8 @@ def reduce_for_image(featmap: torch.Tensor,
                      image_hw: Optional[Sequence[int]] = None,
                      resize_shape: Optional[Sequence[int]] = None,
                      layout: str = 'auto',
-                     grid_hw: Optional[Sequence[int]] = None
+                     grid_hw: Optional[Sequence[int]] = None,
+                     pca_reference: Optional[torch.Tensor] = None
                      ) -> ReducedFeatmap:
     """Reduce a map for drawing on an image, ranking only image content.
 
@@ -226,6 +227,8 @@ def reduce_for_image(featmap: torch.Tensor,
         resize_shape (Sequence[int], optional): Output (H, W).
         layout (str): 'auto', 'chw' or 'tokens'.
         grid_hw (Sequence[int], optional): Token grid (h, w).
+        pca_reference (torch.Tensor, optional): See
+            :func:`~mmfeatvis.reduce.reduce_chw`.
 
     Returns:
         ReducedFeatmap: Reduced maps, on the featmap's device.
@@ -243,7 +246,7 @@ def reduce_for_image(featmap: torch.Tensor,
     elif image_hw is not None:
         rank_hw = image_hw
     return reduce_chw(x, channel_reduction, topk, rank_hw=rank_hw,
-                      valid_region=region)
+                      valid_region=region, pca_reference=pca_reference)
 
 
 def draw_featmap(featmap: torch.Tensor,

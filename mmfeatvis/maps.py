@@ -6,7 +6,7 @@ from the training thread to the writer thread; rendering turns that into a
 :class:`ProbeResult` of images.
 """
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from .probe import Probe
 from .ranges import RangeLike
 from .reduce import ReducedFeatmap
-from .render import compose_panels
+from .render import compose_panels, range_title, with_colour_bar
 
 OVERVIEW_TILE_SIDE = 400
 
@@ -31,30 +31,62 @@ class ProbeResult:
             for :meth:`overview`, when rendering was asked for them.
         stats (dict[str, dict[str, float]]): Activation statistics per map.
         skipped (dict[str, str]): Maps that could not be drawn, and why.
+        ranges (dict[str, tuple[float, float]]): The values each map's
+            colour scale spans, from its low end to its high end.
+        reanchored (set[str]): Maps whose kept range was re-anchored now.
+        rgb_layers (set[str]): Maps drawn as RGB ('pca'), not through the
+            colormap.
+        own_ranges (dict[str, tuple[float, float]]): Where a map was drawn
+            on a range shared with others (a checkpoint series), the range
+            of its own values.
+        colormap (str): The colormap of the heat maps.
     """
     probe: str
     layer_images: Dict[str, np.ndarray] = field(default_factory=dict)
     overview_tiles: Dict[str, np.ndarray] = field(default_factory=dict)
     stats: Dict[str, Dict[str, float]] = field(default_factory=dict)
     skipped: Dict[str, str] = field(default_factory=dict)
+    ranges: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    reanchored: Set[str] = field(default_factory=set)
+    rgb_layers: Set[str] = field(default_factory=set)
+    own_ranges: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    colormap: str = 'jet'
 
-    def overview(self, max_tile_side: int = OVERVIEW_TILE_SIDE) -> np.ndarray:
-        """All layers of the probe in one image, each panel titled.
+    def title(self, layer: str) -> str:
+        """A tile's title: the layer and the range its colours span."""
+        return range_title(layer, self.ranges.get(layer),
+                           layer in self.reanchored)
+
+    def overview(self,
+                 max_tile_side: Optional[int] = OVERVIEW_TILE_SIDE,
+                 cols: Optional[int] = None) -> np.ndarray:
+        """All layers of the probe in one image, each tile titled with its
+        layer and value range, above a colour bar.
 
         Built from :attr:`overview_tiles` when there are any (drawn at the
-        overview's scale), else from :attr:`layer_images` scaled down.
+        overview's scale), else from :attr:`layer_images`.
 
         Args:
-            max_tile_side (int): Panels are scaled down so that their longer
-                side is at most this; the overview of many layers stays
-                readable on one TensorBoard card and cheap to encode.
+            max_tile_side (int, optional): Tiles are scaled down so that
+                their longer side is at most this; the overview of many
+                layers stays readable on one TensorBoard card and cheap to
+                encode. None keeps the full size.
+            cols (int, optional): Tiles per row. Defaults to about the
+                square root of their number.
         """
         panels = list((self.overview_tiles or self.layer_images).items())
         height = max(image.shape[0] for _, image in panels)
         width = max(image.shape[1] for _, image in panels)
-        scale = min(1.0, max_tile_side / max(height, width))
+        scale = 1.0 if max_tile_side is None else min(
+            1.0, max_tile_side / max(height, width))
         tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
-        return compose_panels(panels, tile_hw=tile_hw)
+        grid = compose_panels([(self.title(layer), image)
+                               for layer, image in panels],
+                              cols=cols,
+                              tile_hw=tile_hw)
+        if all(layer in self.rgb_layers for layer, _ in panels):
+            return grid  # PCA colours are components, not a scale
+        return with_colour_bar(grid, self.colormap)
 
     @property
     def has_images(self) -> bool:
@@ -64,11 +96,26 @@ class ProbeResult:
 
 @dataclass
 class ReducedLayer:
-    """One captured map after reduction, ready to render on the host."""
+    """One captured map after reduction, ready to render on the host.
+
+    Attributes:
+        layer (str): The captured output's name.
+        reduced (ReducedFeatmap): The maps, on the host.
+        norm_range (tuple[float, float], optional): The values that the
+            ends of the colour scale stand for.
+        stats (dict[str, float], optional): Activation statistics.
+        reanchored (bool): The kept range was replaced by this map's own
+            at this firing (``value_range='adaptive'``).
+        own_range (tuple[float, float], optional): The map's own range
+            where ``norm_range`` is shared with others (a checkpoint
+            series).
+    """
     layer: str
     reduced: ReducedFeatmap
     norm_range: Optional[Tuple[float, float]]
     stats: Optional[Dict[str, float]]
+    reanchored: bool = False
+    own_range: Optional[Tuple[float, float]] = None
 
 
 @dataclass
@@ -82,6 +129,8 @@ class DeviceLayer:
     # What the tracker keeps for key, when it is a device tensor.
     kept: Optional[torch.Tensor]
     stats: Optional[torch.Tensor]
+    # 0-d bool: the tracker re-anchored the range of key at this firing.
+    reanchored: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -143,4 +192,6 @@ def device_results(
             tensors[i, 'stats'] = item.stats
         if reduced.nonfinite is not None:
             tensors[i, 'nonfinite'] = reduced.nonfinite.counts
+        if item.reanchored is not None:
+            tensors[i, 'reanchored'] = item.reanchored
     return tensors

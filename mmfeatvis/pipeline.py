@@ -84,8 +84,9 @@ class FeatmapPipeline:
     Args:
         target_layers (Sequence[str]): Layer names, dotted paths or globs.
         options (DrawOptions): Drawing options.
-        range_tracker (ValueRangeTracker, optional): Keeps value ranges
-            across calls; ``None`` normalises each map on its own.
+        range_tracker (ValueRangeTracker, optional): The value-range
+            policy; ``None`` draws each map on its own range
+            (``'per_image'``).
         with_stats (bool): Compute activation statistics.
         use_cuda_graphs (bool): On a GPU, record the probe's forward pass
             (tensor mode) and, once its value ranges are frozen, its
@@ -102,12 +103,14 @@ class FeatmapPipeline:
         self.target_layers = ([target_layers] if isinstance(
             target_layers, str) else list(target_layers))
         self.options = options
-        self.range_tracker = range_tracker
+        self.range_tracker = (ValueRangeTracker('per_image')
+                              if range_tracker is None else range_tracker)
         self.with_stats = with_stats
         self.layer_names: List[str] = []
         self._reported: set = set()
         self.use_cuda_graphs = use_cuda_graphs
         self._replays = ReplayCache()
+        self._pca_bases: Dict[Hashable, torch.Tensor] = {}
         self.forward_replays = ForwardReplays()
 
     def resolve(self, model: nn.Module) -> List[str]:
@@ -267,26 +270,24 @@ class FeatmapPipeline:
     def _replay_for(self, probe: Probe, tensors: Dict[str, torch.Tensor]
                     ) -> Optional[ReplayedReduction]:
         """The CUDA graph of this probe's reductions, when they can be
-        replayed: on a GPU, without 'pca' (its eigensolver syncs), and with
-        no value range still to measure or average."""
+        replayed: on a GPU, without 'pca' (its eigensolver syncs), and
+        where the range tracker changes no state any more."""
         if not self.use_cuda_graphs or not tensors:
             return None
         key = graph_key(probe.name, tensors)
         if key is None or self.options.channel_reduction == 'pca':
             return None
-        tracker = self.range_tracker
-        if tracker is not None and tracker.mode != 'per_image':
-            frozen = tracker.mode == 'first' and all(
-                isinstance(tracker.ranges.get((probe.name, layer)), tuple)
-                for layer in tensors)
-            if not frozen:
-                return None
+        if not all(
+                self.range_tracker.is_frozen((probe.name, layer))
+                for layer in tensors):
+            return None
         return self._replays.get(key, tensors,
                                  functools.partial(self._reduce_all, probe))
 
     def _reduce_one(self, probe: Probe, layer: str,
                     featmap: torch.Tensor) -> DeviceLayer:
         opts = self.options
+        key = (probe.name, layer)
         featmap, layout = _single_sample_layout(featmap)
         reduced = reduce_for_image(
             featmap,
@@ -294,25 +295,26 @@ class FeatmapPipeline:
             opts.topk,
             image_meta=probe.meta,
             image_hw=probe.image.shape[:2],
-            layout=layout)
-        norm_range = kept = None
-        key = (probe.name, layer)
+            layout=layout,
+            pca_reference=self._pca_bases.get(key))
+        if reduced.basis is not None:
+            # The next firing's components take their signs from these.
+            self._pca_bases[key] = reduced.basis
         tracker = self.range_tracker
-        if tracker is not None and tracker.mode != 'per_image':
-            if tracker.mode == 'first' and key in tracker.ranges:
-                # Frozen: measuring again would only cost device work.
-                norm_range = tracker.ranges[key]
-            else:
-                observed = value_range_tensor(
-                    _content_only(reduced, probe.meta),
-                    percentile=opts.percentile)
-                norm_range = tracker.update(key, observed)
-            # A subclass may keep something else than it returns.
-            kept = tracker.ranges.get(key)
-            if not isinstance(kept, torch.Tensor):
-                kept = None
+        observed = values = None
+        if tracker.needs_measurement(key):
+            # Over the image content: letterbox padding would stretch it.
+            content = _content_only(reduced, probe.meta)
+            observed = value_range_tensor(content, percentile=opts.percentile)
+            if tracker.needs_values(key):
+                values = content.maps
+        norm_range = tracker.update(key, observed, values)
+        kept = tracker.kept(key)
+        if not isinstance(kept, torch.Tensor):
+            kept = None
         stats = activation_stats_tensor(featmap) if self.with_stats else None
-        return DeviceLayer(layer, reduced, key, norm_range, kept, stats)
+        return DeviceLayer(layer, reduced, key, norm_range, kept, stats,
+                           tracker.was_reanchored(key))
 
     def _host_layers(self, pending: List[DeviceLayer],
                      copy: HostCopy) -> List[ReducedLayer]:
@@ -343,7 +345,11 @@ class FeatmapPipeline:
             stats = None
             if item.stats is not None:
                 stats = dict(zip(STATS_KEYS, host[i, 'stats'].tolist()))
-            layers.append(ReducedLayer(item.layer, reduced, norm_range, stats))
+            reanchored = (item.reanchored is not None
+                          and bool(host[i, 'reanchored']))
+            layers.append(
+                ReducedLayer(item.layer, reduced, norm_range, stats,
+                             reanchored=reanchored))
         return layers
 
     def render(self,
@@ -367,10 +373,21 @@ class FeatmapPipeline:
                 ``result.overview()``. Defaults to None: no tiles.
         """
         probe = maps.probe
-        result = ProbeResult(probe.name, skipped=dict(maps.skipped))
+        result = ProbeResult(
+            probe.name,
+            skipped=dict(maps.skipped),
+            colormap=self.options.colormap)
         for item in maps.layers:
             if item.stats is not None:
                 result.stats[item.layer] = item.stats
+            if item.norm_range is not None:
+                result.ranges[item.layer] = tuple(item.norm_range)
+            if item.own_range is not None:
+                result.own_ranges[item.layer] = tuple(item.own_range)
+            if item.reanchored:
+                result.reanchored.add(item.layer)
+            if item.reduced.kind == 'rgb':
+                result.rgb_layers.add(item.layer)
         backgrounds: Dict[Tuple[int, int], np.ndarray] = {}
         height, width = probe.image.shape[:2]
 

@@ -1,20 +1,51 @@
-"""Value ranges that keep maps comparable across training steps.
+"""Value ranges: which values the ends of the colour scale stand for.
 
-Per-image min-max (mmengine's behaviour) stretches every map to full
-contrast, so a map of near-zero activations looks as hot as a saturated one
-and two steps cannot be compared. :class:`ValueRangeTracker` instead fixes
-one range per (probe, layer) and reuses it at later firings.
+The whole policy lives here. The pipeline measures a map's range (over the
+image content, clipped to a percentile) when the tracker asks for it
+(:meth:`ValueRangeTracker.needs_measurement`), hands it to
+:meth:`ValueRangeTracker.update` and draws with what comes back; it replays
+a recorded reduction only for keys the tracker calls frozen
+(:meth:`ValueRangeTracker.is_frozen`). Modes:
+
+* ``'adaptive'`` keeps each (probe, layer) range across firings, so
+  neighbouring steps compare colour for colour, and re-anchors it to the
+  current map when the kept range no longer fits: more than
+  :data:`REANCHOR_SHARE` of the map beyond one end, or the map spanning
+  less than :data:`REANCHOR_WIDTH` of the kept width. Training from
+  scratch grows activations by orders of magnitude, and a frozen range
+  then saturates every later picture; a re-anchored range is flagged
+  (:meth:`ValueRangeTracker.was_reanchored`) so the picture can say so.
+* ``'first'`` freezes the range of the first firing: growth shows as
+  saturation, decay as fading.
+* ``'running'`` follows an exponential moving average of the ranges.
+* ``'per_image'`` draws each map on its own range.
+* a ``(lo, hi)`` pair draws every map on that fixed range.
+
+:class:`SeriesRanges` is the checkpoint-series policy of the command line:
+one range per (image, layer) for every checkpoint.
 
 A range is a ``(lo, hi)`` tuple of Python floats, or a (2,) tensor that
 may still be on the device where it was measured: the tracker does its
 arithmetic on the device then, without a host sync, and the pipeline puts
 the host copy back with :meth:`ValueRangeTracker.settle`.
+
+Threads: the training thread calls :meth:`~ValueRangeTracker.update` and
+saves checkpoints (:meth:`~ValueRangeTracker.state_dict`) while the writer
+thread settles host copies; every method that reads or changes the kept
+ranges holds the tracker's lock, so no caller sees a half-updated dict.
 """
-from typing import Dict, Hashable, Optional, Tuple, Union
+import threading
+from typing import Dict, Hashable, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 
-RANGE_MODES = ('first', 'running', 'per_image')
+RANGE_MODES = ('adaptive', 'first', 'running', 'per_image')
+#: 'adaptive' re-anchors when more than this share of the map's content
+#: lies at or beyond one end of the kept range (saturated pixels).
+REANCHOR_SHARE = 0.05
+#: ... or when the map's own range is narrower than this share of the kept
+#: width (the picture would use a sliver of the colour scale).
+REANCHOR_WIDTH = 0.25
 ValueRange = Tuple[float, float]
 RangeLike = Union[ValueRange, torch.Tensor]
 # A constant map at the first firing is widened by this, so later maps
@@ -93,61 +124,133 @@ class ValueRangeTracker:
     """Keeps one value range per key across firings.
 
     Args:
-        mode (str): ``'first'`` freezes the (robust) range of the first
-            firing; ``'running'`` follows an exponential moving average of
-            the per-firing ranges, which adapts slowly as activations grow;
-            ``'per_image'`` keeps nothing (each map is min-max normalised on
-            its own, as mmengine does).
+        mode (str | tuple[float, float]): ``'adaptive'``, ``'first'``,
+            ``'running'``, ``'per_image'`` (see the module docstring), or a
+            fixed ``(lo, hi)``.
         momentum (float): Weight of the newest range in ``'running'`` mode.
     """
 
-    def __init__(self, mode: str = 'first', momentum: float = 0.1) -> None:
-        if mode not in RANGE_MODES:
+    def __init__(self,
+                 mode: Union[str, Sequence[float]] = 'adaptive',
+                 momentum: float = 0.1) -> None:
+        self.fixed: Optional[ValueRange] = None
+        if not isinstance(mode, str):
+            self.fixed = check_fixed_range(mode)
+            mode = 'fixed'
+        elif mode not in RANGE_MODES:
             raise ValueError(f'Unknown value range mode {mode!r}; choose one '
-                             f'of {RANGE_MODES}.')
+                             f'of {RANGE_MODES} or a fixed (lo, hi).')
         if not 0 < momentum <= 1:
             raise ValueError(f'momentum must be in (0, 1], got {momentum}.')
         self.mode = mode
         self.momentum = momentum
         self.ranges: Dict[Hashable, RangeLike] = {}
+        self._reanchored: Dict[Hashable, torch.Tensor] = {}
+        self._lock = threading.RLock()
 
-    def update(self, key: Hashable,
-               observed: Optional[RangeLike]) -> Optional[RangeLike]:
+    # -- policy: what the pipeline asks before it measures --
+    def needs_measurement(self, key: Hashable) -> bool:
+        """Whether :meth:`update` for ``key`` needs this firing's range
+        (False: call it with ``observed=None`` and save the device work)."""
+        if self.mode == 'fixed':
+            return False
+        if self.mode == 'first':
+            with self._lock:
+                return key not in self.ranges
+        return True
+
+    def needs_values(self, key: Hashable) -> bool:
+        """Whether :meth:`update` for ``key`` looks at the map's values
+        (to count the pixels beyond the kept range)."""
+        return self.mode == 'adaptive'
+
+    def is_frozen(self, key: Hashable) -> bool:
+        """Whether :meth:`update` for ``key`` changes nothing any more, so
+        that a recorded reduction may be replayed: a fixed or a frozen
+        ``'first'`` range (settled to floats), or ``'per_image'``, which
+        keeps nothing."""
+        if self.mode in ('fixed', 'per_image'):
+            return True
+        if self.mode == 'first':
+            with self._lock:
+                return isinstance(self.ranges.get(key), tuple)
+        return False
+
+    def update(self,
+               key: Hashable,
+               observed: Optional[RangeLike],
+               values: Optional[torch.Tensor] = None) -> Optional[RangeLike]:
         """Record the range observed now and return the one to draw with.
 
         Args:
             key (Hashable): Identifies the map, e.g. ``(probe, layer)``.
             observed (tuple[float, float] | torch.Tensor | None): This
-                firing's range: floats, or a (2,) tensor on any device.
+                firing's range: floats, or a (2,) tensor on any device;
+                None where :meth:`needs_measurement` said so.
+            values (torch.Tensor, optional): The map's values over the
+                image content, for ``'adaptive'``.
 
         Returns:
             tuple[float, float] | torch.Tensor | None: The range to
-            normalise with, or None for per-image normalisation. It is a
-            (2,) tensor on the observed range's device (float64 where the
-            device has it) when the observed or the kept range is one, and
-            computing it made no host sync.
+            normalise with (None only when nothing was observed or kept).
+            It is a (2,) tensor on the observed range's device (float64
+            where the device has it) when the observed or the kept range
+            is one, and computing it made no host sync.
         """
-        if self.mode == 'per_image' or observed is None:
-            return None
+        if self.mode == 'fixed':
+            return self.fixed
         if isinstance(observed, torch.Tensor):
             observed = _wide(observed)
-        previous = self.ranges.get(key)
-        if previous is None:
-            current = observed
-        elif self.mode == 'first':
-            if isinstance(previous, torch.Tensor):
+        with self._lock:
+            previous = self.ranges.get(key)
+            if self.mode == 'per_image':
+                return None if observed is None else _widened(observed)
+            if observed is None:
+                return previous  # not measured: the kept range stands
+            if previous is None:
+                current = observed
+            elif self.mode == 'first':
                 return previous  # widened when it was kept
-            current = previous
-        else:
-            # Bound by bound, so that floats and tensors mix (a range
-            # restored from a checkpoint, one observed on the device).
-            weight = self.momentum
-            current = _pair(
-                previous[0] * (1 - weight) + observed[0] * weight,
-                previous[1] * (1 - weight) + observed[1] * weight)
-        current = _widened(current)
-        self.ranges[key] = current
-        return current
+            elif self.mode == 'running':
+                # Bound by bound, so that floats and tensors mix (a range
+                # restored from a checkpoint, one observed on the device).
+                weight = self.momentum
+                current = _pair(
+                    previous[0] * (1 - weight) + observed[0] * weight,
+                    previous[1] * (1 - weight) + observed[1] * weight)
+            else:
+                current = self._reanchor(key, previous, observed, values)
+            current = _widened(current)
+            self.ranges[key] = current
+            return current
+
+    def _reanchor(self, key: Hashable, previous: RangeLike,
+                  observed: RangeLike,
+                  values: Optional[torch.Tensor]) -> RangeLike:
+        """'adaptive': the kept range, or ``observed`` where it misfits."""
+        if values is None:
+            raise ValueError("value_range='adaptive' needs the map's values "
+                             'to count saturated pixels.')
+        values = values.detach()
+        if not isinstance(observed, torch.Tensor):
+            observed = values.new_tensor(observed, dtype=torch.float64)
+        # new_full writes a host float with a kernel, not a blocking copy.
+        kept = (previous if isinstance(previous, torch.Tensor) else
+                torch.stack([observed.new_full((), b) for b in previous]))
+        lo, hi = kept[0], kept[1]
+        below = (values <= lo).float().mean()
+        above = (values >= hi).float().mean()
+        narrow = (observed[1] - observed[0]) < REANCHOR_WIDTH * (hi - lo)
+        misfit = (below > REANCHOR_SHARE) | (above > REANCHOR_SHARE) | narrow
+        self._reanchored[key] = misfit
+        # torch.where, not an if: deciding on the host would sync.
+        return torch.where(misfit, observed, kept.to(observed.dtype))
+
+    def was_reanchored(self, key: Hashable) -> Optional[torch.Tensor]:
+        """For ``'adaptive'``: a 0-d bool tensor, True when the last
+        :meth:`update` of ``key`` replaced its kept range; else None."""
+        with self._lock:
+            return self._reanchored.pop(key, None)
 
     def settle(self, key: Hashable, device_value: torch.Tensor,
                host_value: ValueRange) -> None:
@@ -161,21 +264,125 @@ class ValueRangeTracker:
                 kept since.
             host_value (tuple[float, float]): Its value, as floats.
         """
-        if self.ranges.get(key) is device_value:
-            self.ranges[key] = (float(host_value[0]), float(host_value[1]))
+        with self._lock:
+            if self.ranges.get(key) is device_value:
+                self.ranges[key] = (float(host_value[0]),
+                                    float(host_value[1]))
+
+    def kept(self, key: Hashable) -> Optional[RangeLike]:
+        """The range kept for ``key`` (None when there is none)."""
+        with self._lock:
+            return self.ranges.get(key)
 
     def state_dict(self) -> Dict[str, list]:
         """Ranges in a form that checkpoints can store (copies any range
         still on a device to the host)."""
+        with self._lock:
+            items = list(self.ranges.items())
         return {
             '\x1f'.join(map(str, key)) if isinstance(key, tuple) else str(key):
             list(range_floats(value))
-            for key, value in self.ranges.items()
+            for key, value in items
         }
 
     def load_state_dict(self, state: Dict[str, list]) -> None:
         """Restore ranges saved by :meth:`state_dict`."""
-        for key, value in state.items():
-            parts = tuple(key.split('\x1f'))
-            self.ranges[parts if len(parts) > 1 else key] = (float(value[0]),
-                                                             float(value[1]))
+        with self._lock:
+            for key, value in state.items():
+                parts = tuple(key.split('\x1f'))
+                self.ranges[parts if len(parts) > 1 else key] = (
+                    float(value[0]), float(value[1]))
+
+
+def check_fixed_range(value: Sequence[float]) -> ValueRange:
+    """``value`` as a fixed ``(lo, hi)`` with lo < hi, or ValueError."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        lo = hi = float('nan')
+    if not lo < hi:
+        raise ValueError(f'a fixed value range must be (lo, hi) with lo < '
+                         f'hi, got {value!r}; or choose one of '
+                         f'{RANGE_MODES}.')
+    return lo, hi
+
+
+SHARED_MODES = ('union', 'last')
+
+
+class SeriesRanges(ValueRangeTracker):
+    """One range per (image, layer) for every checkpoint of a series.
+
+    While the checkpoints' maps are reduced, :meth:`update` records what
+    each spans and draws nothing yet; :meth:`apply` then gives every
+    reduced layer the shared range before rendering:
+
+    * ``'union'``: the smallest range covering every checkpoint, so no map
+      saturates and a colour means the same value in every frame;
+    * ``'last'``: the range of the last checkpoint, the trained model's
+      scale (earlier, larger, activations are clipped).
+
+    Args:
+        mode (str): ``'union'`` or ``'last'``.
+    """
+
+    def __init__(self, mode: str) -> None:
+        if mode not in SHARED_MODES:
+            raise ValueError(f'Unknown shared range mode {mode!r}; choose '
+                             f'one of {SHARED_MODES}.')
+        super().__init__('per_image')
+        self.mode = mode
+
+    def start_recording(self) -> None:
+        """Forget the ranges of earlier images."""
+        with self._lock:
+            self.ranges = {}
+
+    def needs_measurement(self, key: Hashable) -> bool:
+        """Every checkpoint's range is measured."""
+        return True
+
+    def needs_values(self, key: Hashable) -> bool:
+        """Only ranges are merged."""
+        return False
+
+    def is_frozen(self, key: Hashable) -> bool:
+        """The shared range changes with every checkpoint."""
+        return False
+
+    def update(self,
+               key: Hashable,
+               observed: Optional[RangeLike],
+               values: Optional[torch.Tensor] = None) -> Optional[RangeLike]:
+        """Merge ``observed`` into the shared range of ``key`` and return
+        ``observed``, the checkpoint's own range, until :meth:`apply`.
+
+        Checkpoints come in order, so ``'last'`` keeps the last one seen.
+        A range observed as a device tensor is merged on the device.
+        """
+        if observed is None:
+            return None
+        if isinstance(observed, torch.Tensor):
+            observed = _wide(observed)
+        with self._lock:
+            previous = self.ranges.get(key)
+            if previous is not None and self.mode == 'union':
+                self.ranges[key] = union_range(previous, observed)
+            else:
+                self.ranges[key] = observed
+        return _widened(observed)
+
+    def shared(self, key: Hashable) -> Optional[ValueRange]:
+        """The range every checkpoint is drawn with, as floats."""
+        value = self.kept(key)
+        return None if value is None else range_floats(_widened(value))
+
+    def apply(self, maps: Iterable) -> None:
+        """Give every reduced layer of ``maps`` (:class:`ProbeMaps`) its
+        shared range; its own stays in ``own_range``."""
+        for probe_maps in maps:
+            for item in probe_maps.layers:
+                shared = self.shared((probe_maps.probe.name, item.layer))
+                if shared is not None:
+                    item.own_range = item.norm_range
+                    item.norm_range = shared

@@ -56,6 +56,10 @@ class ReducedFeatmap:
             :func:`reduce_chw` when it ran without host syncs. The pipeline
             warns after its host copy and clears it;
             :func:`~mmfeatvis.draw.render_reduced` warns if it is set.
+        basis (torch.Tensor, optional): For 'pca', the (C, 3) channel
+            loadings of the components, signs fixed; pass it as
+            ``pca_reference`` when reducing the same layer again so that
+            its colours keep their meaning.
     """
 
     maps: torch.Tensor
@@ -64,6 +68,7 @@ class ReducedFeatmap:
     mode: str
     joint: bool = False
     nonfinite: Optional[NonfiniteCounts] = None
+    basis: Optional[torch.Tensor] = None
 
     @property
     def hw(self) -> Tuple[int, int]:
@@ -313,8 +318,18 @@ def _top_eigh(gram: torch.Tensor,
     return vals[-k:].flip(-1), vecs[:, -k:].flip(-1)
 
 
-def _pca_rgb(x: torch.Tensor) -> torch.Tensor:
-    """First three principal components over channels, as (3, H, W).
+def _pca_rgb(x: torch.Tensor,
+             reference: Optional[torch.Tensor] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First three principal components over channels, as (3, H, W), and
+    their (C, 3) channel loadings.
+
+    Eigenvector signs are arbitrary, and a sign flip inverts a component's
+    colour. With ``reference`` (the loadings of an earlier reduction of the
+    same layer) each component takes the sign that agrees with it, so
+    consecutive firings and checkpoints keep their colours while the
+    network drifts. Without one, the largest |score| is made positive,
+    which also keeps negated features apart.
 
     On CUDA this synchronises with the host: torch's eigensolver and QR
     (cuSOLVER) check their status on the host. It is the one reduction of
@@ -332,15 +347,20 @@ def _pca_rgb(x: torch.Tensor) -> torch.Tensor:
     else:
         vals, vecs = _top_eigh(feats @ feats.T, k)
         scores = vecs * vals.clamp(min=0).sqrt()
-    # Eigenvector signs are arbitrary. Fixing them on the scores (largest
-    # |score| positive) keeps colours stable between calls and also for
-    # negated features, which a sign fixed on the loadings would invert.
-    peak = scores.abs().argmax(dim=0, keepdim=True)
-    sign = torch.sign(scores.gather(0, peak))
-    scores = scores * torch.where(sign == 0, torch.ones_like(sign), sign)
+    loadings = feats.T @ scores
+    if reference is not None and reference.shape == (channels, 3):
+        agreement = (loadings * reference[:, :k].to(loadings)).sum(dim=0)
+        sign = torch.sign(agreement)[None]
+    else:
+        peak = scores.abs().argmax(dim=0, keepdim=True)
+        sign = torch.sign(scores.gather(0, peak))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    scores = scores * sign
+    basis = loadings.new_zeros(channels, 3)
+    basis[:, :k] = loadings * sign
     out = scores.new_zeros(3, num)
     out[:k] = scores.T
-    return out.reshape(3, h, w)
+    return out.reshape(3, h, w), basis
 
 
 @one_intraop_thread
@@ -352,7 +372,8 @@ def reduce_featmap(featmap: Featmap,
                    layout: str = 'auto',
                    grid_hw: Optional[Sequence[int]] = None,
                    rank_hw: Optional[Sequence[int]] = None,
-                   valid_region: Optional[Sequence[float]] = None
+                   valid_region: Optional[Sequence[float]] = None,
+                   pca_reference: Optional[torch.Tensor] = None
                    ) -> ReducedFeatmap:
     """Reduce a feature map to the maps that get drawn, on its device.
 
@@ -374,6 +395,7 @@ def reduce_featmap(featmap: Featmap,
         rank_hw (Sequence[int], optional): See :func:`channel_scores`.
         valid_region (Sequence[float], optional): See
             :func:`channel_scores`.
+        pca_reference (torch.Tensor, optional): See :func:`reduce_chw`.
 
     Returns:
         ReducedFeatmap: The maps, still on the featmap's device.
@@ -381,7 +403,7 @@ def reduce_featmap(featmap: Featmap,
     x = to_chw(featmap, image_hw, layout=layout, grid_hw=grid_hw,
                sanitize=False)
     return reduce_chw(x, channel_reduction, topk, rank_hw=rank_hw,
-                      valid_region=valid_region)
+                      valid_region=valid_region, pca_reference=pca_reference)
 
 
 @one_intraop_thread
@@ -391,7 +413,9 @@ def reduce_chw(x: torch.Tensor,
                *,
                rank_hw: Optional[Sequence[int]] = None,
                valid_region: Optional[Sequence[float]] = None,
-               sync_free: Optional[bool] = None) -> ReducedFeatmap:
+               sync_free: Optional[bool] = None,
+               pca_reference: Optional[torch.Tensor] = None
+               ) -> ReducedFeatmap:
     """:func:`reduce_featmap` for a tensor that :func:`to_chw` returned.
 
     NaN/Inf are handled here as in :func:`to_chw`, so ``to_chw(...,
@@ -414,6 +438,9 @@ def reduce_chw(x: torch.Tensor,
             (True) or the CPU one (False). Defaults to None: sync-free
             unless x is on the CPU. 'pca' syncs on CUDA either way (see
             :func:`_pca_rgb`).
+        pca_reference (torch.Tensor, optional): For 'pca', the ``basis``
+            of an earlier reduction of the same layer, whose component
+            signs are kept.
 
     Returns:
         ReducedFeatmap: The maps, on x's device.
@@ -430,7 +457,7 @@ def reduce_chw(x: torch.Tensor,
             f'drawn as an image and needs 1 or 3 channels, got '
             f'{x.shape[0]}; set channel_reduction (one of '
             f'{CHANNEL_REDUCTIONS}) or topk > 0')
-    args = (channel_reduction, topk, rank_hw, valid_region)
+    args = (channel_reduction, topk, rank_hw, valid_region, pca_reference)
     if sync_free is None:
         sync_free = x.device.type != 'cpu'
     if sync_free:
@@ -455,7 +482,8 @@ def reduce_chw(x: torch.Tensor,
 
 def _reduce(x: torch.Tensor, channel_reduction: Optional[str], topk: int,
             rank_hw: Optional[Sequence[int]],
-            valid_region: Optional[Sequence[float]]
+            valid_region: Optional[Sequence[float]],
+            pca_reference: Optional[torch.Tensor] = None
             ) -> Tuple[ReducedFeatmap, torch.Tensor]:
     """The reduction, and a small tensor that is non-finite if x is."""
     mode = channel_reduction
@@ -472,8 +500,8 @@ def _reduce(x: torch.Tensor, channel_reduction: Optional[str], topk: int,
         maps = dev.mul_(dev).mean(dim=0, keepdim=True).sqrt_()
         return ReducedFeatmap(maps, None, 'heat', mode), maps
     if channel_reduction == 'pca':
-        maps = _pca_rgb(x)
-        return ReducedFeatmap(maps, None, 'rgb', mode), maps
+        maps, basis = _pca_rgb(x, pca_reference)
+        return ReducedFeatmap(maps, None, 'rgb', mode, basis=basis), maps
     if channel_reduction is None and topk <= 0:
         kind = 'heat' if x.shape[0] == 1 else 'rgb'
         return ReducedFeatmap(x, None, kind, 'image', joint=True), x

@@ -1,8 +1,9 @@
 """Write stage: rendered maps and statistics into Visualizer backends.
 
 Everything goes through an mmengine ``Visualizer`` so each configured backend
-(local PNG files, TensorBoard, WandB, ...) receives it. Names are made safe
-as file names, since mmengine's local backend joins them into a path.
+(local image files, TensorBoard, WandB, ...) receives it. Image tags hold
+``/`` (TensorBoard groups by it); file names are made safe, since
+mmengine's local backend joins them into a path.
 """
 import functools
 import logging
@@ -41,17 +42,30 @@ def safe_name(*parts: str) -> str:
     return '_'.join(part for part in cleaned if part)
 
 
+def image_tag(probe: str, part: str) -> str:
+    """The tag of an image: ``featvis/<probe>/<layer>`` or
+    ``featvis/<probe>/overview``.
+
+    TensorBoard groups its cards by the part before the first ``/``, so all
+    of mmfeatvis' images sit in one ``featvis`` section, ordered by probe
+    and layer, beside the scalars ``featvis/<probe>/<layer>/<stat>``. Each
+    part is made safe (``backbone[0]`` becomes ``backbone_0``); a file
+    name is made from the tag with :func:`safe_name`.
+    """
+    return '/'.join((NAME_PREFIX, safe_name(probe), safe_name(part)))
+
+
 def image_names(result: ProbeResult) -> Dict[str, str]:
-    """Backend name for each layer image of ``result``."""
+    """Image tag for each layer image of ``result``."""
     return {
-        layer: safe_name(NAME_PREFIX, result.probe, layer)
+        layer: image_tag(result.probe, layer)
         for layer in result.layer_images
     }
 
 
 def overview_name(probe: str) -> str:
-    """Backend name of the composed image of all layers of ``probe``."""
-    return safe_name(NAME_PREFIX, probe, 'overview')
+    """Image tag of the composed image of all layers of ``probe``."""
+    return image_tag(probe, 'overview')
 
 
 def stat_scalars(results: Iterable[Any]) -> Dict[str, float]:
@@ -69,10 +83,7 @@ def stat_scalars(results: Iterable[Any]) -> Dict[str, float]:
         probe = getattr(result.probe, 'name', result.probe)
         for layer, stats in result.stats.items():
             for stat, value in stats.items():
-                key = '/'.join(
-                    (NAME_PREFIX, safe_name(probe),
-                     safe_name(layer), stat))
-                scalars[key] = float(value)
+                scalars[f'{image_tag(probe, layer)}/{stat}'] = float(value)
     return scalars
 
 
@@ -121,7 +132,10 @@ def add_image(visualizer: Visualizer,
 
     Args:
         visualizer (Visualizer): Usually ``runner.visualizer``.
-        name (str): Image name, already safe as a file name.
+        name (str): Image tag, such as ``featvis/dog/backbone_0``. Local
+            files (any ``LocalVisBackend``, which joins the name into a
+            path) get it as a safe file name, ``featvis_dog_backbone_0``;
+            TensorBoard and other backends get the tag.
         image (np.ndarray): RGB uint8 image.
         step (int): Global step.
         image_format (str): ``'jpg'`` (default) or ``'png'`` (lossless).
@@ -130,14 +144,18 @@ def add_image(visualizer: Visualizer,
     for backend in getattr(visualizer, '_vis_backends', {}).values():
         kind = _own_image_path(backend)
         if kind is None:
-            backend.add_image(name, image, step)
+            backend.add_image(
+                safe_name(name) if isinstance(backend, LocalVisBackend) else
+                name, image, step)
             continue
         if encoded is None:
             encoded = encode_image(image, image_format)
         if kind == 'local':
             save_dir = backend.experiment._img_save_dir  # inits the backend
-            fileio.put(encoded,
-                       osp.join(save_dir, f'{name}_{step}.{image_format}'))
+            fileio.put(
+                encoded,
+                osp.join(save_dir,
+                         f'{safe_name(name)}_{step}.{image_format}'))
         else:
             _add_tensorboard_image(backend, name, encoded, image.shape, step)
 

@@ -2,7 +2,9 @@
 # `make demo`: train YOLOv5-n on generated shapes with FeatmapVisHook, then
 # draw the saved checkpoints with tools/featvis.py. Everything lands under
 # $DEMO_DIR (default work_dirs/demo). DEMO_EPOCHS, DEMO_NUM_TRAIN and
-# DEMO_NUM_VAL, DEMO_CKPT_INTERVAL shorten it (the test of this script does).
+# DEMO_NUM_VAL, DEMO_CKPT_INTERVAL shorten it (the test of this script does);
+# DEMO_HOOK_OPTIONS adds --cfg-options for training (e.g.
+# custom_hooks.1.alpha=1.0) and DEMO_FEATVIS_ARGS options for tools/featvis.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,21 +33,24 @@ echo "[demo 2/3] training YOLOv5-n for $EPOCHS epochs with FeatmapVisHook"
     --cfg-options $DATA_OPTIONS train_cfg.max_epochs="$EPOCHS" \
     train_cfg.val_interval="$EPOCHS" \
     default_hooks.param_scheduler.max_epochs="$EPOCHS" \
-    default_hooks.checkpoint.interval="$CKPT_INTERVAL"
+    default_hooks.checkpoint.interval="$CKPT_INTERVAL" ${DEMO_HOOK_OPTIONS:-}
 
 echo "[demo 3/3] tools/featvis.py over the saved checkpoints"
 PROBE=$(ls "$DATA"/val/* | head -n 1)
 "$PY" tools/featvis.py "$PROBE" configs/demo/yolov5_n_shapes.py \
     "$DEMO_DIR/epoch_*.pth" --target-layers backbone neck \
     --channel-reduction select_max --out-dir "$DEMO_DIR/featvis" \
-    --device cpu --cfg-options $DATA_OPTIONS
+    --device cpu ${DEMO_FEATVIS_ARGS:-} --cfg-options $DATA_OPTIONS
 
 RUN_DIR=$(ls -d "$DEMO_DIR"/2*/ | tail -n 1)
+# jpg by default; the hook's image_format may have made them png.
+EXT=$(ls "${RUN_DIR}vis_data/vis_image" | head -n 1 | sed 's/.*\.//')
 cat <<MSG
 
 Demo finished in $(( $(date +%s) - start )) s.
-  Hook images (every firing):  ${RUN_DIR}vis_data/vis_image/featvis_*.png
-  Checkpoint series:           $DEMO_DIR/featvis/ (per checkpoint, strip, GIF)
+  Hook images (every firing):  ${RUN_DIR}vis_data/vis_image/featvis_*.$EXT
+  Checkpoint series:           $DEMO_DIR/featvis/*/ (epoch_*.jpg, series_strip.jpg,
+                               series.gif, series_ranges.json)
   Training log:                ${RUN_DIR}$(basename "$RUN_DIR").log
 Watch the maps next to the loss curves:
   .venv/bin/tensorboard --logdir $DEMO_DIR

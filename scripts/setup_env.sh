@@ -36,13 +36,15 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mmfeatvis/mmcv-$MMCV_VERSION-torch$TORCH_
 if ! ls "$CACHE"/mmcv-*.whl >/dev/null 2>&1; then
     log "building mmcv $MMCV_VERSION with CPU ops (about 15 minutes on 2 cores, once per machine)"
     BUILD="$(mktemp -d)"
-    SDIST_URL=$(curl -fsSL https://pypi.org/simple/mmcv/ \
-        | grep -o "https://[^\"#]*/mmcv-$MMCV_VERSION\.tar\.gz" | head -n 1)
-    curl -fsSL "$SDIST_URL" -o "$BUILD/mmcv.tar.gz"
-    tar -xzf "$BUILD/mmcv.tar.gz" -C "$BUILD"
+    "${PIP[@]}" install -q -c "$CONSTRAINTS" addict packaging Pillow pyyaml yapf numpy opencv-python "mmengine==0.10.7"
+    # pip itself fetches the sdist, so the user's pip configuration (index,
+    # mirror, proxy) applies; without build isolation its metadata step sees
+    # the torch installed above rather than the newest one.
+    "${PIP[@]}" download -q --no-binary :all: --no-deps --no-build-isolation \
+        -d "$BUILD" "mmcv==$MMCV_VERSION"
+    tar -xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
     SRC="$BUILD/mmcv-$MMCV_VERSION"
     sed -i 's/-std=c++14/-std=c++17/g' "$SRC/setup.py"
-    "${PIP[@]}" install -q -c "$CONSTRAINTS" addict packaging Pillow pyyaml yapf numpy opencv-python "mmengine==0.10.7"
     mkdir -p "$CACHE.partial"
     (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
         "${PIP[@]}" wheel --no-build-isolation --no-deps -w "$CACHE.partial" .)

@@ -24,7 +24,8 @@ from mmfeatvis.cli.inputs import resolve_config
 from mmfeatvis.cli.model import build_model, load_config, load_weights
 from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
 from mmfeatvis.probe import ProbeBuilder
-from mmfeatvis.render import compose_panels
+from mmfeatvis.render import (colour_bar_height, compose_panels, get_lut,
+                              valid_region)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'featvis.py')
@@ -65,11 +66,17 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def layout(num: int, tile_hw: Tuple[int, int]) -> Tuple[int, int, int]:
-    """(height, width, cols) of compose_panels' picture of num panels."""
+    """(height, width, cols) of compose_panels' picture of num panels,
+    without the colour bar below it."""
     cols = math.ceil(math.sqrt(num))
     blank = np.zeros((*tile_hw, 3), np.uint8)
     picture = compose_panels([('t', blank)] * num)
     return picture.shape[0], picture.shape[1], cols
+
+
+def without_colour_bar(picture: np.ndarray) -> np.ndarray:
+    """The picture above its colour bar (which every overview has)."""
+    return picture[:-colour_bar_height(picture.shape[1])]
 
 
 def filled_cells(picture: np.ndarray, rows: int, cols: int,
@@ -88,9 +95,13 @@ def filled_cells(picture: np.ndarray, rows: int, cols: int,
 
 
 def assert_panels(picture: np.ndarray, num: int,
-                  tile_hw: Tuple[int, int] = IMAGE_HW) -> None:
-    """The picture is compose_panels' layout of exactly num panels."""
+                  tile_hw: Tuple[int, int] = IMAGE_HW,
+                  colour_bar: bool = True) -> None:
+    """The picture is compose_panels' layout of exactly num panels, above
+    a colour bar unless every panel is RGB (PCA)."""
     height, width, cols = layout(num, tile_hw)
+    if colour_bar:
+        picture = without_colour_bar(picture)
     assert picture.shape[:2] == (height, width)
     rows = math.ceil(num / cols)
     assert filled_cells(picture, rows, cols) == num
@@ -387,7 +398,7 @@ def test_checkpoint_series_glob_ordered_by_epoch(more_runs, yolo_work_dir):
     folder = osp.join(cwd, 'maps', 'grace_hopper')
     assert sorted(os.listdir(folder)) == [
         'epoch_1.jpg', 'epoch_10.jpg', 'epoch_2.jpg', 'series.gif',
-        'series_strip.jpg'
+        'series_ranges.json', 'series_strip.jpg'
     ]
     frames = [
         read_rgb(osp.join(folder, f'epoch_{e}.jpg')) for e in (1, 2, 10)
@@ -400,7 +411,8 @@ def test_checkpoint_series_glob_ordered_by_epoch(more_runs, yolo_work_dir):
         diff = np.abs(frames[a].astype(int) - frames[b]).mean()
         assert diff > 2, (a, b, diff)
     # The strip: checkpoints as columns, the 3 layers as rows.
-    strip = read_rgb(osp.join(folder, 'series_strip.jpg'))
+    strip = without_colour_bar(
+        read_rgb(osp.join(folder, 'series_strip.jpg')))
     gap, title = 4, 40
     cols, rows = 3, 3
     assert strip.shape[1] == cols * (IMAGE_HW[1] + gap) + gap
@@ -418,6 +430,96 @@ def test_checkpoint_series_glob_ordered_by_epoch(more_runs, yolo_work_dir):
             for f in frames
         ]
         assert int(np.argmin(errors)) == index, errors
+
+
+def test_series_union_range_is_the_union_of_every_checkpoints_maps(
+        more_runs, yolo_work_dir, probe_image_path):
+    """The range the series was drawn with, computed again from the maps:
+    per checkpoint the min and max of each map over the image content,
+    then their union."""
+    import json
+    _, cwd = more_runs['series']
+    with open(osp.join(cwd, 'maps', 'grace_hopper',
+                       'series_ranges.json')) as f:
+        used = json.load(f)
+    cfg = load_config(resolve_config(YOLO))
+    model = build_model(cfg, 'cpu')
+    pipeline = FeatmapPipeline(['backbone'], DrawOptions(draw_pred=False))
+    probe = ProbeBuilder(cfg).build([probe_image_path], model)[0]
+    expected: Dict[str, List[float]] = {}
+    for epoch in (1, 2, 10):
+        load_weights(model, osp.join(yolo_work_dir, f'epoch_{epoch}.pth'))
+        _, features, _ = pipeline.capture(model, [probe])[0]
+        for item in pipeline.reduce(probe, features).layers:
+            maps = item.reduced.maps.numpy()
+            y0, y1, x0, x1 = valid_region(probe.meta, maps.shape[1:])
+            content = maps[:, math.floor(y0):math.ceil(y1),
+                           math.floor(x0):math.ceil(x1)]
+            own = [float(content.min()), float(content.max())]
+            assert used[item.layer]['checkpoints'][f'epoch_{epoch}'] == (
+                pytest.approx(own, rel=1e-5))
+            low, high = expected.get(item.layer, own)
+            expected[item.layer] = [min(low, own[0]), max(high, own[1])]
+    assert sorted(used) == sorted(expected) == [
+        'backbone[0]', 'backbone[1]', 'backbone[2]'
+    ]
+    for layer, value_range in expected.items():
+        assert used[layer]['shared'] == pytest.approx(value_range, rel=1e-5)
+    # The checkpoints differ, so the union is wider than some of them.
+    assert any(used[layer]['checkpoints'][label] != used[layer]['shared']
+               for layer in used for label in used[layer]['checkpoints'])
+
+
+def exact_levels(picture: np.ndarray, colormap: str = 'jet') -> np.ndarray:
+    """Levels of the pixels drawn exactly in ``colormap``'s colours (the
+    heat map with --alpha 1), leaving out titles, margins and the colour
+    bar."""
+    picture = without_colour_bar(picture[:-4])  # the frame's margin
+    lut = get_lut(colormap)[:, 0].astype(np.int64)
+    codes = lut[:, 0] << 16 | lut[:, 1] << 8 | lut[:, 2]
+    level_of = dict(zip(codes.tolist(), range(256)))
+    flat = picture.reshape(-1, 3).astype(np.int64)
+    pixels = (flat[:, 0] << 16 | flat[:, 1] << 8 | flat[:, 2]).tolist()
+    return np.array([level_of[p] for p in pixels if p in level_of])
+
+
+def test_series_of_1x_4x_16x_activations_shares_the_largest_scale(
+        tmp_path, yolo_ckpt, probe_image_path):
+    """Three checkpoints whose drawn layer's activations are exactly 1x,
+    4x and 16x: on the shared range the 16x frame uses the whole scale
+    without saturating, and the weaker ones are darker in proportion."""
+    checkpoint = torch.load(yolo_ckpt, map_location='cpu',
+                            weights_only=False)
+    for factor in (1, 4, 16):
+        state = dict(checkpoint['state_dict'])
+        # A conv without bias (a BatchNorm follows): output x factor.
+        state['backbone.stem.conv.weight'] = (
+            state['backbone.stem.conv.weight'] * factor)
+        torch.save(dict(checkpoint, state_dict=state),
+                   str(tmp_path / f'epoch_{factor}.pth'))
+    result = checked(run_cli([
+        probe_image_path, YOLO, str(tmp_path / 'epoch_*.pth'),
+        '--target-layers', 'backbone.stem.conv', '--channel-reduction',
+        'norm', '--alpha', '1', '--no-pred', '--out-file', 'series.png',
+        '--device', 'cpu'
+    ], str(tmp_path)))
+    assert 'Wrote' in result.stdout + result.stderr
+    levels = {
+        factor: exact_levels(read_rgb(str(tmp_path /
+                                          f'series_epoch_{factor}.png')))
+        for factor in (1, 4, 16)
+    }
+    assert all(len(v) > 0.5 * IMAGE_HW[0] * IMAGE_HW[1]
+               for v in levels.values())
+    strongest = levels[16]
+    assert (strongest == 255).mean() < 0.01  # not saturated
+    assert np.percentile(strongest, 99) > 128  # uses the upper scale
+    means = {factor: float(v.mean()) for factor, v in levels.items()}
+    assert means[1] < means[4] < means[16], means
+    # 'norm' is >= 0 and scales exactly: a map of a quarter (a sixteenth)
+    # of the values stays in the lower quarter (sixteenth) of the scale.
+    assert np.percentile(levels[4], 99) < 255 * 0.3
+    assert np.percentile(levels[1], 99) < 255 / 8
 
 
 def test_folder_mirrors_sub_folders_and_reports_broken_files(more_runs):
@@ -479,7 +581,7 @@ def test_detr_encoder_tokens_fold_into_the_feature_grid(
 def test_mmseg_syncbn_config_runs_on_cpu(more_runs):
     result, cwd = more_runs['mmseg']
     checked(result)
-    assert_panels(read_rgb(osp.join(cwd, 'seg.png')), 3)
+    assert_panels(read_rgb(osp.join(cwd, 'seg.png')), 3, colour_bar=False)
 
 
 def test_console_module_entry_point(tmp_path):

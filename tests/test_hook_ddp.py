@@ -45,7 +45,7 @@ def test_ddp_two_processes_no_hang_rank0_writes(tmp_path, probe_image_path):
     # One writer: a single event file, each step once.
     assert len(glob.glob(osp.join(vis_dirs[0], 'events.out.*'))) == 1
     images, _ = read_tensorboard(vis_dirs[0])
-    assert images['featvis_grace_hopper_overview'] == [0, 1, 2]
+    assert images['featvis/grace_hopper/overview'] == [0, 1, 2]
     files = glob.glob(osp.join(vis_dirs[0], 'vis_image', '*overview*.jpg'))
     assert len(files) == 3
 
@@ -64,5 +64,5 @@ def test_fsdp_all_ranks_probe_rank0_writes(tmp_path, probe_image_path):
     vis_dirs = glob.glob(osp.join(work_dir, '*', 'vis_data'))
     assert len(glob.glob(osp.join(vis_dirs[0], 'events.out.*'))) == 1
     images, _ = read_tensorboard(vis_dirs[0])
-    assert images['featvis_grace_hopper_tokens'] == [0, 2, 4]
-    assert images['featvis_grace_hopper_backbone.0'] == [0, 2, 4]
+    assert images['featvis/grace_hopper/tokens'] == [0, 2, 4]
+    assert images['featvis/grace_hopper/backbone.0'] == [0, 2, 4]

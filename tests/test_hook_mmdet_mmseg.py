@@ -98,7 +98,7 @@ def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
     probe = '000001'  # the second training image, named by its file
     for layer in ('backbone.layer1', 'backbone.layer4', 'neck_0', 'neck_4',
                   'rpn_head.rpn_conv_0', 'rpn_head.rpn_conv_4', 'overview'):
-        assert images[f'featvis_{probe}_{layer}'] == [0, 1, 2], layer
+        assert images[f'featvis/{probe}/{layer}'] == [0, 1, 2], layer
     assert scalars[f'featvis/{probe}/neck_0/std'][0][0] == 0
     # Maps are drawn over the original 320x256 image, not the padded input.
     files = glob.glob(osp.join(vis_dir, 'vis_image', '*neck_2_2.jpg'))
@@ -151,9 +151,9 @@ def test_fcn_segmentor_path_probe(tmp_path):
     images, scalars = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
     # EncoderDecoder calls decode_head.forward() directly, which skips
     # forward hooks: the hook says so in the log instead of failing.
-    assert 'featvis_val_0000_decode_head' not in images
+    assert 'featvis/val_0000/decode_head' not in images
     log = open(glob.glob(osp.join(runner.log_dir, '*.log'))[0]).read()
     assert "layer 'decode_head' is not drawn: it was not called" in log
-    assert images['featvis_val_0000_decode_head.convs'] == [0, 2]
-    assert images['featvis_val_0000_backbone.layer4'] == [0, 2]
+    assert images['featvis/val_0000/decode_head.convs'] == [0, 2]
+    assert images['featvis/val_0000/backbone.layer4'] == [0, 2]
     assert 'featvis/val_0000/decode_head.convs/mean' in scalars

@@ -116,7 +116,7 @@ def test_plain_model_conv_and_token_layers(tmp_path, probe_image_path):
         assert f'featvis_grace_hopper_overview_{step}.jpg' in files
     assert not any(name.endswith('_1.jpg') for name in files)
     images, scalars = read_tensorboard(vis_dir)
-    assert images['featvis_grace_hopper_tokens'] == [0, 2, 4]
+    assert images['featvis/grace_hopper/tokens'] == [0, 2, 4]
     # Token maps are drawn on the original photo, at its size.
     import cv2
     token_image = cv2.imread(

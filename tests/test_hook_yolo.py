@@ -84,10 +84,10 @@ def test_every_backend_receives_maps_at_training_iterations(
     # 2 epochs x 2 iterations: baseline at 0, interval firings at 2 and 4;
     # the validation at 4 and the end of training add no duplicate.
     for probe in ('grace_hopper', '000000'):
-        assert images[f'featvis_{probe}_overview'] == [0, 2, 4]
+        assert images[f'featvis/{probe}/overview'] == [0, 2, 4]
         for level in range(3):
-            assert images[f'featvis_{probe}_backbone_{level}'] == [0, 2, 4]
-            assert images[f'featvis_{probe}_neck_{level}'] == [0, 2, 4]
+            assert images[f'featvis/{probe}/backbone_{level}'] == [0, 2, 4]
+            assert images[f'featvis/{probe}/neck_{level}'] == [0, 2, 4]
     # The steps are training iterations: they line up with the loss curve.
     loss_steps = [step for step, _ in scalars['loss']]
     assert {2, 4} <= set(loss_steps)
@@ -100,7 +100,7 @@ def test_every_backend_receives_maps_at_training_iterations(
                  'featvis_grace_hopper_backbone_2_4.jpg'))
     assert photo.shape[:2] == (600, 512)
     from_tb = read_tensorboard_image(vis_dir(runner),
-                                     'featvis_grace_hopper_backbone_2', 4)
+                                     'featvis/grace_hopper/backbone_2', 4)
     # The image is encoded once: TensorBoard holds the same bytes.
     assert np.array_equal(from_tb, photo[..., ::-1])
     # Statistics also reach the local scalar file.
@@ -220,13 +220,16 @@ def test_by_epoch_and_resume_continue_the_numbering(tmp_path, shapes,
     # mmengine 0.10.7 resumes with a bare torch.load, which torch >= 2.6
     # restricts to weights; its resume checkpoints hold more (README).
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
+    # 'first' keeps its ranges for good, so the resumed run must draw on
+    # exactly the saved ones.
     hook = featvis_hook(probe=probe_image_path, interval=1, by_epoch=True,
-                        target_layers=['backbone.stage4'])
+                        target_layers=['backbone.stage4'],
+                        value_range='first')
     cfg = yolo_cfg(shapes, str(tmp_path), [hook], max_epochs=2)
     runner = Runner.from_cfg(cfg)
     runner.train()
     images, _ = read_tensorboard(vis_dir(runner))
-    assert images['featvis_grace_hopper_backbone.stage4'] == [0, 2, 4]
+    assert images['featvis/grace_hopper/backbone.stage4'] == [0, 2, 4]
     checkpoint = torch.load(osp.join(str(tmp_path), 'epoch_2.pth'),
                             weights_only=False)
     saved_ranges = checkpoint['meta']['featvis_value_ranges']
@@ -238,7 +241,7 @@ def test_by_epoch_and_resume_continue_the_numbering(tmp_path, shapes,
     resumed.train()
     images, _ = read_tensorboard(vis_dir(resumed))
     # The resumed run starts at iteration 4 and goes on from there.
-    assert images['featvis_grace_hopper_backbone.stage4'] == [4, 6]
+    assert images['featvis/grace_hopper/backbone.stage4'] == [4, 6]
     featvis = [h for h in resumed.hooks if type(h).__name__ ==
                'FeatmapVisHook'][0]
     assert featvis.range_tracker.state_dict() == saved_ranges

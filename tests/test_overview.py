@@ -120,6 +120,12 @@ def test_hook_writes_only_what_is_asked(tmp_path, probe_image_path,
     ])
     assert files == sorted(f'{name}_{step}.jpg' for name in expected
                            for step in (0, 2))
-    images, _ = read_tensorboard(vis_dir)
-    assert sorted(images) == expected
+    # TensorBoard groups cards by the tag's first part: one 'featvis'
+    # section, beside the scalars featvis/<probe>/<layer>/<stat>.
+    images, scalars = read_tensorboard(vis_dir)
+    assert sorted(images) == [
+        name.replace('featvis_grace_hopper_', 'featvis/grace_hopper/')
+        for name in expected
+    ]
     assert all(steps == [0, 2] for steps in images.values())
+    assert 'featvis/grace_hopper/backbone/mean' in scalars

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from mmfeatvis.ranges import ValueRangeTracker, range_floats, union_range
+from mmfeatvis.ranges import (REANCHOR_SHARE, SeriesRanges, ValueRangeTracker,
+                              range_floats, union_range)
 
 
 def test_first_range_is_frozen():
@@ -16,7 +17,10 @@ def test_running_range_moves_slowly_and_per_image_keeps_nothing():
     tracker = ValueRangeTracker('running', momentum=0.5)
     tracker.update('a', (0.0, 2.0))
     assert tracker.update('a', (0.0, 4.0)) == (0.0, 3.0)
-    assert ValueRangeTracker('per_image').update('a', (0.0, 1.0)) is None
+    per_image = ValueRangeTracker('per_image')
+    assert per_image.update('a', (0.0, 1.0)) == (0.0, 1.0)
+    assert per_image.update('a', (0.0, 5.0)) == (0.0, 5.0)
+    assert per_image.ranges == {} and per_image.is_frozen('a')
 
 
 def test_constant_first_map_gets_a_usable_range_and_state_round_trips():
@@ -91,3 +95,81 @@ def test_union_range_of_floats_and_tensors():
     assert range_floats(mixed) == (-1.0, 1.0)
     both = union_range(_as_tensor((0.0, 3.0)), _as_tensor((-1.0, 0.5)))
     assert range_floats(both) == (-1.0, 3.0)
+
+
+def _values(lo, hi, n=1000):
+    return torch.linspace(lo, hi, n)
+
+
+def test_adaptive_keeps_a_range_that_fits_and_reanchors_one_that_saturates():
+    tracker = ValueRangeTracker('adaptive')
+    first = tracker.update('k', (0.0, 1.0), _values(0.0, 1.0))
+    assert range_floats(first) == (0.0, 1.0)
+    assert tracker.was_reanchored('k') is None  # nothing was kept before
+    # A map that still fits: same scale, slightly different.
+    kept = tracker.update('k', (0.02, 0.98), _values(0.02, 0.98))
+    assert range_floats(kept) == (0.0, 1.0)
+    assert not bool(tracker.was_reanchored('k'))
+    # Grown tenfold: 90% of it beyond the kept top, so a new range.
+    grown = tracker.update('k', (0.0, 10.0), _values(0.0, 10.0))
+    assert range_floats(grown) == (0.0, 10.0)
+    assert bool(tracker.was_reanchored('k'))
+    # Shrunk to a sliver of the kept width: also a new range.
+    shrunk = tracker.update('k', (1.0, 1.5), _values(1.0, 1.5))
+    assert range_floats(shrunk) == (1.0, 1.5)
+    assert bool(tracker.was_reanchored('k'))
+
+
+def test_adaptive_tolerates_a_few_saturated_pixels():
+    tracker = ValueRangeTracker('adaptive')
+    tracker.update('k', (0.0, 1.0), _values(0.0, 1.0))
+    # A share just under the limit lies beyond the kept top: kept.
+    share = REANCHOR_SHARE * 0.8
+    values = torch.cat([_values(0.0, 1.0, 1000),
+                        torch.full((int(1000 * share), ), 1.5)])
+    assert range_floats(tracker.update('k', (0.0, 1.5), values)) == (0.0,
+                                                                     1.0)
+    values = torch.cat([_values(0.0, 1.0, 1000),
+                        torch.full((int(1000 * REANCHOR_SHARE * 1.5), ),
+                                   1.5)])
+    assert range_floats(tracker.update('k', (0.0, 1.5), values)) == (0.0,
+                                                                     1.5)
+
+
+def test_policy_questions_the_pipeline_asks():
+    first = ValueRangeTracker('first')
+    assert first.needs_measurement('k') and not first.is_frozen('k')
+    first.update('k', _as_tensor((0.0, 1.0)))
+    assert not first.needs_measurement('k')
+    assert not first.is_frozen('k')  # still on the device
+    first.settle('k', first.kept('k'), (0.0, 1.0))
+    assert first.is_frozen('k')
+    fixed = ValueRangeTracker((0.0, 5.0))
+    assert not fixed.needs_measurement('k') and fixed.is_frozen('k')
+    assert fixed.update('k', None) == (0.0, 5.0)
+    for mode in ('adaptive', 'running'):
+        tracker = ValueRangeTracker(mode)
+        tracker.update('k', (0.0, 1.0), _values(0.0, 1.0))
+        assert tracker.needs_measurement('k') and not tracker.is_frozen('k')
+    assert ValueRangeTracker('adaptive').needs_values('k')
+    assert not SeriesRanges('union').is_frozen('k')
+    assert SeriesRanges('union').needs_measurement('k')
+
+
+def test_bad_fixed_range_names_the_choices():
+    with pytest.raises(ValueError, match='lo < hi.*adaptive'):
+        ValueRangeTracker((2.0, 1.0))
+
+
+@pytest.mark.parametrize('mode, expected', [('union', (-0.5, 16.0)),
+                                            ('last', (0.5, 16.0))])
+def test_series_ranges_share_one_range_over_every_checkpoint(mode, expected):
+    series = SeriesRanges(mode)
+    observed = [(0.0, 1.0), (-0.5, 4.0), (0.5, 16.0)]
+    for value in observed:
+        # Each checkpoint is drawn on its own range until apply().
+        assert range_floats(series.update(('img', 'layer'),
+                                          _as_tensor(value))) == value
+    assert series.shared(('img', 'layer')) == expected
+    series.start_recording()
+    assert series.shared(('img', 'layer')) is None

@@ -194,6 +194,57 @@ def test_pca_colours_stable_and_sign_invariant(shape):
     assert (peak > 0).all()
 
 
+def _symmetric_component(peak_sign: float, seed: int = 0) -> torch.Tensor:
+    """Maps whose first component's scores are symmetric, its largest
+    |score| on the side of ``peak_sign``; the rule "largest |score|
+    positive" flips it when that side changes."""
+    gen = torch.Generator().manual_seed(seed)
+    channels, h, w = 12, 16, 16
+    loading = torch.randn(channels, generator=gen)
+    scores = torch.linspace(-1, 1, h * w)
+    scores[0 if peak_sign < 0 else -1] *= 1.02  # the one larger extreme
+    second = torch.randn(channels, generator=gen) * 0.3
+    pattern = torch.randn(h * w, generator=gen) * 0.2
+    noise = torch.randn(channels, h * w, generator=gen) * 0.01
+    x = loading[:, None] * scores + second[:, None] * pattern + noise
+    return x.reshape(channels, h, w)
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.cosine_similarity(a.reshape(-1), b.reshape(-1), dim=0))
+
+
+def test_pca_keeps_its_signs_over_firings_with_a_reference():
+    x = _symmetric_component(peak_sign=1)
+    first = reduce_featmap(x, 'pca')
+    assert first.basis.shape == (12, 3)
+    # The same maps again, with the first firing's basis: identical.
+    again = reduce_featmap(x.clone(), 'pca', pca_reference=first.basis)
+    assert torch.equal(again.maps, first.maps)
+    # Slightly perturbed maps whose largest |score| moved to the other
+    # side: without the reference the first component flips ...
+    moved = _symmetric_component(peak_sign=-1)
+    assert _corr(reduce_featmap(moved, 'pca').maps[0], first.maps[0]) < -0.9
+    # ... with it, every component keeps its sign.
+    kept = reduce_featmap(moved, 'pca', pca_reference=first.basis)
+    for i in range(3):
+        assert _corr(kept.maps[i], first.maps[i]) > 0.9, i
+
+
+def test_pca_keeps_its_signs_in_the_pipeline_across_firings():
+    from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+    from mmfeatvis.probe import Probe
+    pipeline = FeatmapPipeline(['layer'], DrawOptions('pca'),
+                               with_stats=False)
+    pipeline.layer_names = ['layer']
+    probe = Probe('p', np.zeros((16, 16, 3), np.uint8), {})
+    maps = [
+        pipeline.reduce(probe, {'layer': x[None]}).layers[0].reduced.maps
+        for x in (_symmetric_component(1), _symmetric_component(-1))
+    ]
+    assert _corr(maps[1][0], maps[0][0]) > 0.9
+
+
 def test_pca_with_two_channels_leaves_third_map_zero():
     maps = reduce_featmap(torch.randn(2, 5, 5), 'pca').maps
     assert maps[2].abs().max() == 0 and maps[0].abs().max() > 0

@@ -80,7 +80,7 @@ def test_one_encoding_reaches_local_files_and_tensorboard(
         dict(type='BmpLocalVisBackend', img_save_dir='bmp'),
     ])
     for step in (3, 4):
-        add_image(visualizer, 'featvis_dog_neck_0', image, step, image_format)
+        add_image(visualizer, 'featvis/dog/neck_0', image, step, image_format)
     visualizer.get_backend('TensorboardVisBackend').close()
 
     vis_data = str(tmp_path / 'vis_data')  # the Visualizer's sub-folder
@@ -89,8 +89,8 @@ def test_one_encoding_reaches_local_files_and_tensorboard(
     local = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
     # EventAccumulator checks every record's CRC while reading.
     images, _ = read_tensorboard(vis_data)
-    assert images['featvis_dog_neck_0'] == [3, 4]
-    from_tb = read_tensorboard_image(vis_data, 'featvis_dog_neck_0', 4)
+    assert images['featvis/dog/neck_0'] == [3, 4]
+    from_tb = read_tensorboard_image(vis_data, 'featvis/dog/neck_0', 4)
     assert np.array_equal(from_tb, local)
     error = np.abs(local.astype(int) - image.astype(int))
     if image_format == 'png':
@@ -98,8 +98,9 @@ def test_one_encoding_reaches_local_files_and_tensorboard(
     else:
         assert 0 < error.mean() < 3
         assert os.path.getsize(path) < image.nbytes / 4
+    # Other backends get the tag; a local subclass, a safe file name.
     keeping = visualizer.get_backend('KeepingVisBackend')
-    assert np.array_equal(keeping.images[('featvis_dog_neck_0', 4)], image)
+    assert np.array_equal(keeping.images[('featvis/dog/neck_0', 4)], image)
     bmp = cv2.imread(osp.join(vis_data, 'bmp', 'featvis_dog_neck_0_4.bmp'))
     assert np.array_equal(bmp[..., ::-1], image)
 

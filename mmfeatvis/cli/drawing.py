@@ -17,11 +17,10 @@ from torch import nn
 from ..maps import ProbeMaps, ProbeResult
 from ..pipeline import FeatmapPipeline
 from ..probe import Probe, ProbeBuilder
-from ..render import compose_panels
+from ..ranges import SeriesRanges
 from .errors import RunError
 from .inputs import ImageItem
 from .model import load_weights
-from .series import SeriesRanges
 
 #: Images prepared at once: each holds its network input until every
 #: checkpoint has seen it, and each chunk reloads the checkpoints.
@@ -44,7 +43,8 @@ class Drawn:
 
 def compose_layers(result: ProbeResult, cols: Optional[int],
                    source: str = '') -> np.ndarray:
-    """All layer pictures of one result in one titled image.
+    """All layer pictures of one result in one image, each titled with its
+    layer and value range, above a colour bar.
 
     Raises:
         RunError: If no layer could be drawn (the reasons are named).
@@ -53,7 +53,7 @@ def compose_layers(result: ProbeResult, cols: Optional[int],
         reasons = '; '.join(f'{k}: {v}' for k, v in result.skipped.items())
         raise RunError(f'no map of {source or result.probe} could be drawn '
                        f'({reasons or "no layer output"}).')
-    return compose_panels(list(result.layer_images.items()), cols=cols)
+    return result.overview(max_tile_side=None, cols=cols)
 
 
 class SeriesDrawer:

@@ -15,6 +15,7 @@ from mmengine.utils import ProgressBar
 
 from ..pipeline import FeatmapPipeline
 from ..probe import ProbeBuilder
+from ..ranges import SHARED_MODES, SeriesRanges, ValueRangeTracker
 from .args import build_parser, draw_options, parse_value_range, split_paths
 from .drawing import SeriesDrawer
 from .errors import RunError, UsageError
@@ -24,7 +25,6 @@ from .model import (build_model, class_names, load_config, load_weights,
                     pick_device)
 from .output import PictureSink
 from .preview import print_preview
-from .series import SeriesRanges
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, args.cfg_options)
     model = build_model(cfg, device)
     load_weights(model, checkpoints[0])
-    tracker = None if value_range == 'per_image' else SeriesRanges(
-        value_range)
+    tracker = (SeriesRanges(value_range) if value_range in SHARED_MODES
+               else ValueRangeTracker(value_range))
     pipeline = FeatmapPipeline(
         args.target_layers, options, tracker, with_stats=False)
     try:

@@ -8,10 +8,13 @@ and an animated GIF::
     OUT_DIR/sub/dog/epoch_1.jpg ... epoch_N.jpg   one per checkpoint
     OUT_DIR/sub/dog/series_strip.jpg              checkpoints as columns
     OUT_DIR/sub/dog/series.gif                    one frame per checkpoint
+    OUT_DIR/sub/dog/series_ranges.json            the ranges drawn with
 
-With ``--out-file x.jpg``: ``x.jpg`` is the strip, ``x.gif`` the GIF and
-``x_epoch_1.jpg`` ... the frames.
+With ``--out-file x.jpg``: ``x.jpg`` is the strip, ``x.gif`` the GIF,
+``x_epoch_1.jpg`` ... the frames (in the format of ``x``, so ``x.png``
+gives lossless frames) and ``x_ranges.json`` the ranges.
 """
+import json
 import logging
 import os
 import os.path as osp
@@ -26,7 +29,7 @@ from ..write import safe_name
 from .drawing import Drawn, compose_layers
 from .errors import RunError, UsageError
 from .inputs import output_path, with_image_extension
-from .series import series_strip, titled, write_gif
+from .series import series_ranges, series_strip, titled, write_gif
 
 DEFAULT_OUT_DIR = 'output'
 
@@ -122,8 +125,8 @@ class PictureSink:
 
     def _series_paths(self, drawn: Drawn):
         if self.out_file:
-            stem = osp.splitext(self.out_file)[0]
-            frames = [f'{stem}_{safe_name(label)}.jpg'
+            stem, extension = osp.splitext(self.out_file)
+            frames = [f'{stem}_{safe_name(label)}{extension}'
                       for label in self.labels]
             return frames, self.out_file, stem + '.gif'
         base = osp.join(self.out_dir, osp.splitext(drawn.item.rel_path)[0])
@@ -139,8 +142,7 @@ class PictureSink:
                    compose_layers(result, self.layer_cols, drawn.item.source))
             for label, result in zip(self.labels, drawn.results)
         ]
-        strip = series_strip(self.labels,
-                             [r.layer_images for r in drawn.results])
+        strip = series_strip(self.labels, drawn.results)
         if self.show:
             self._show(drawn.item.rel_path, strip)
         if not (self.out_dir or self.out_file):
@@ -152,3 +154,7 @@ class PictureSink:
         os.makedirs(osp.dirname(gif_path) or '.', exist_ok=True)
         write_gif(gif_path, frames, self.gif_duration)
         self.written.append(gif_path)
+        ranges_path = osp.splitext(gif_path)[0] + '_ranges.json'
+        with open(ranges_path, 'w', encoding='utf-8') as f:
+            json.dump(series_ranges(self.labels, drawn.results), f, indent=1)
+        self.written.append(ranges_path)

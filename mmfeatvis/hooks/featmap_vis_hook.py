@@ -54,10 +54,17 @@ class FeatmapVisHook(Hook):
         alpha (float): Weight of the heat map over the image. Defaults to
             0.5.
         colormap (str): OpenCV colormap name. Defaults to ``'jet'``.
-        value_range (str): ``'first'`` keeps each layer's value range from
-            its first firing so steps stay comparable; ``'running'`` follows
-            a slow moving average; ``'per_image'`` normalises each image on
-            its own like mmengine. Defaults to ``'first'``.
+        value_range (str | tuple[float, float]): Which values the ends of
+            the colour scale stand for. ``'adaptive'`` keeps each layer's
+            range across firings, so neighbouring steps compare colour for
+            colour, and re-anchors it (saying so in the tile title and the
+            log) when the map no longer fits it, as when training from
+            scratch grows activations a thousandfold; ``'first'`` freezes
+            the range of the first firing (growth shows as saturation);
+            ``'running'`` follows a slow moving average; ``'per_image'``
+            gives each image its own range; ``(lo, hi)`` fixes one range
+            for every map. Every overview tile states its range. Defaults
+            to ``'adaptive'``.
         percentile (tuple[float, float], optional): Robust clipping used to
             measure the range. Defaults to (1, 99).
         draw_pred (bool): Draw a detector's predictions under the maps.
@@ -104,7 +111,7 @@ class FeatmapVisHook(Hook):
                  arrangement: Tuple[int, int] = (2, 2),
                  alpha: float = 0.5,
                  colormap: str = 'jet',
-                 value_range: str = 'first',
+                 value_range: Union[str, Tuple[float, float]] = 'adaptive',
                  percentile: Optional[Tuple[float, float]] = (1, 99),
                  draw_pred: bool = True,
                  score_thr: float = 0.3,
@@ -295,6 +302,16 @@ class FeatmapVisHook(Hook):
 
     def _render_and_write(self, visualizer, maps: List[ProbeMaps], step: int,
                           class_names: Optional[Sequence[str]]) -> None:
+        reanchored = [
+            f'{probe_maps.probe.name}/{item.layer}' for probe_maps in maps
+            for item in probe_maps.layers if item.reanchored
+        ]
+        if reanchored:
+            print_log(
+                f'FeatmapVisHook: step {step}: new value range for '
+                f'{", ".join(reanchored)} (the kept one no longer fit the '
+                'maps; the tiles state the ranges).',
+                logger='current')
         render_and_write(
             visualizer,
             self.pipeline,

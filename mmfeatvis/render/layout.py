@@ -191,9 +191,91 @@ def compose_panels(panels: Sequence[Tuple[str, np.ndarray]],
         y, x = gap + r * cell_h, gap + c * cell_w
         title = str(panels[i][0] or '')
         (text_w, _), _ = cv2.getTextSize(title, _FONT, scale, 1)
-        fit = scale if text_w <= tw else max(0.25, scale * tw / text_w)
+        room = max(1, tw - 8)  # a margin, so neighbouring titles stay apart
+        fit = scale if text_w <= room else max(0.25, scale * room / text_w)
         cv2.putText(canvas, title, (x, y + text_h + 2), _FONT, fit,
                     (0, 0, 0), 1, cv2.LINE_AA)
         canvas[y + title_h:y + title_h + th, x:x + tw] = _fit(
             image, (th, tw), background)
     return canvas
+
+
+def format_range(lo: float, hi: float) -> str:
+    """``lo`` and ``hi`` with one precision that tells them apart.
+
+    Two decimals for the usual activations (``0.00 to 5.29``), three
+    significant digits in exponent notation for tiny or huge ones
+    (``1.20e-04 to 3.40e-04``), where two decimals would read ``0.00 to
+    0.00``.
+    """
+    largest = max(abs(lo), abs(hi))
+    if largest == 0 or 0.01 <= largest < 1000:
+        return f'{lo:.2f} to {hi:.2f}'
+    return f'{lo:.2e} to {hi:.2e}'
+
+
+def range_title(layer: str,
+                value_range: Optional[Sequence[float]],
+                reanchored: bool = False) -> str:
+    """A tile's title: ``'neck[1] 0.00 to 5.29'``; ``' (new range)'`` is
+    added where a kept range was re-anchored to this map."""
+    if value_range is None:
+        return layer
+    title = f'{layer} {format_range(*value_range)}'
+    return title + ' (new range)' if reanchored else title
+
+
+def _bar_font_scale(width: int) -> float:
+    return min(0.6, max(0.35, width / 1500))
+
+
+#: Height of the colour bar itself, above its labels.
+_BAR_HEIGHT = 12
+_BAR_LABELS = ("low end of each tile's range", 'high end')
+
+
+def colour_bar_height(width: int, gap: int = 4) -> int:
+    """Rows that :func:`with_colour_bar` adds below a ``width``-wide
+    canvas: the bar, its labels and the margins."""
+    (_, text_h), base = cv2.getTextSize('Ag', _FONT, _bar_font_scale(width),
+                                        1)
+    return _BAR_HEIGHT + text_h + base + 4 + 2 * gap
+
+
+def with_colour_bar(canvas: np.ndarray,
+                    colormap: str,
+                    gap: int = 4,
+                    background: int = 255) -> np.ndarray:
+    """``canvas`` above a bar of ``colormap`` from its low to its high end.
+
+    The ends are labelled with what they stand for, below the bar: the low
+    and high value of each tile's range, as its title states.
+
+    Args:
+        canvas (np.ndarray): RGB uint8 image, e.g. from
+            :func:`compose_panels`.
+        colormap (str): Colormap name.
+        gap (int): Margin around the bar. Defaults to 4.
+        background (int): Grey level of the margin. Defaults to 255.
+
+    Returns:
+        np.ndarray: A new RGB uint8 image, taller than ``canvas``.
+    """
+    from .colormap import get_lut
+    height, width = canvas.shape[:2]
+    scale = _bar_font_scale(width)
+    bar_w = max(1, width - 2 * gap)
+    out = np.full((height + colour_bar_height(width, gap), width, 3),
+                  background, np.uint8)
+    out[:height] = canvas
+    ramp = np.linspace(0, 255, bar_w).round().astype(np.uint8)
+    top = height + gap
+    out[top:top + _BAR_HEIGHT, gap:gap + bar_w] = get_lut(colormap)[ramp, 0]
+    (_, text_h), _ = cv2.getTextSize('Ag', _FONT, scale, 1)
+    baseline = top + _BAR_HEIGHT + 2 + text_h
+    (right_w, _), _ = cv2.getTextSize(_BAR_LABELS[1], _FONT, scale, 1)
+    for text, x in ((_BAR_LABELS[0], gap),
+                    (_BAR_LABELS[1], gap + bar_w - right_w)):
+        cv2.putText(out, text, (x, baseline), _FONT, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return out
