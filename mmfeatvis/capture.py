@@ -8,11 +8,13 @@ import difflib
 import re
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
+
+from .isolation import isolated_inference
 
 #: Name components that wrappers (FSDP units, activation checkpointing,
 #: ``torch.compile``) insert; users name layers without them.
@@ -194,6 +196,80 @@ def resolve_layers(model: nn.Module, patterns: Sequence[str]) -> List[str]:
             raise ValueError(_unknown_layer_message(pattern, names))
         selected.update(matches)
     return [name for name in names if name in selected]
+
+
+def modules_computed_before(model: nn.Module, forward: Callable[[], Any],
+                            layers: Sequence[str]) -> Set[str]:
+    """Names of the modules that ``forward()`` enters before the last of
+    ``layers`` returns, those layers and their submodules included: what
+    the maps of ``layers`` depend on.
+
+    Args:
+        model (nn.Module): The unwrapped model (hooks go on it).
+        forward (callable): Runs one forward pass of ``model``.
+        layers (Sequence[str]): Module names.
+
+    Returns:
+        set[str]: Module names (``''`` is the model itself).
+    """
+    entered: List[str] = []
+    finished: Dict[str, int] = {}
+    handles = []
+
+    def on_enter(name: str):
+        def hook(module: nn.Module, args: Any) -> None:
+            entered.append(name)
+        return hook
+
+    def on_return(name: str):
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            finished.setdefault(name, len(entered))
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(on_enter(name)))
+            if name in layers:
+                handles.append(module.register_forward_hook(on_return(name)))
+        with isolated_inference(model):
+            forward()
+    finally:
+        for handle in handles:
+            handle.remove()
+    cut = max(finished.values()) if finished else len(entered)
+    return set(entered[:cut])
+
+
+def named_exactly(patterns: Sequence[str], names: Sequence[str]) -> Set[str]:
+    """Those of the resolved ``names`` that a pattern names exactly (not
+    through a glob): a user who names a layer expects it drawn."""
+    exact = set()
+    for pattern in ([patterns] if isinstance(patterns, str) else patterns):
+        for prefix in ('', 'module.', '_orig_mod.'):
+            if pattern.startswith(prefix) and pattern[len(prefix):] in names:
+                exact.add(pattern[len(prefix):])
+    return exact
+
+
+def not_called_reason(model: nn.Module, layer: str) -> str:
+    """Why ``layer`` was not called in the probe's forward, with the advice
+    that fits it."""
+    module = model.get_submodule(layer)
+    if layer.split('.')[0] == 'data_preprocessor':
+        return ('it was not called in the probe forward: the data '
+                'preprocessor prepares a batch before the forward (the '
+                'Runner calls it in train_step and val_step), and the probe '
+                'is prepared once beforehand; target a layer of the network '
+                'instead, such as backbone')
+    if 'loss' in layer.rsplit('.', 1)[-1].lower() or type(
+            module).__name__.lower().endswith('loss'):
+        return ('it was not called in the probe forward: it is a loss, '
+                'which the model calls only to compute training losses, '
+                'not in the forward that predicts; target the layer whose '
+                'output it scores (the head, or one of its convolutions)')
+    return ('it was not called in the probe forward (its parent may call '
+            'its .forward() directly, which skips hooks, or use it only '
+            'in another mode); target one of its submodules instead')
 
 
 def _unknown_layer_message(pattern: str, names: List[str]) -> str:

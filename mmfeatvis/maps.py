@@ -17,6 +17,8 @@ from .reduce import ReducedFeatmap
 from .render import compose_panels, range_title, with_colour_bar
 
 OVERVIEW_TILE_SIDE = 400
+#: Tiles of the overview are at least this long on their longer side.
+MIN_TILE_SIDE = 200
 
 
 @dataclass
@@ -79,6 +81,8 @@ class ProbeResult:
         width = max(image.shape[1] for _, image in panels)
         scale = 1.0 if max_tile_side is None else min(
             1.0, max_tile_side / max(height, width))
+        # A tiny probe's tiles are enlarged, so that titles fit above them.
+        scale = max(scale, MIN_TILE_SIDE / max(height, width))
         tile_hw = (max(1, round(height * scale)), max(1, round(width * scale)))
         grid = compose_panels([(self.title(layer), image)
                                for layer, image in panels],

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
                     Tuple)
@@ -18,7 +19,8 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
-from .capture import FeatureCapture, resolve_layers
+from .capture import (FeatureCapture, named_exactly, not_called_reason,
+                      resolve_layers)
 from .draw import check_draw_options, reduce_for_image, render_reduced
 from .graphs import (DeviceResults, ForwardReplays, ReplayCache,
                      ReplayedForward, ReplayedReduction, graph_key)
@@ -28,7 +30,7 @@ from .maps import (DeviceLayer, ProbeMaps, ProbeResult, ReducedLayer,
 from .probe import Probe
 from .ranges import ValueRangeTracker, range_floats
 from .reduce import CHANNEL_REDUCTIONS, ReducedFeatmap, value_range_tensor
-from .render import valid_region
+from .render import fitted_arrangement, valid_region
 from .render.boxes import draw_detections
 from .stats import STATS_KEYS, activation_stats_tensor
 from .transfer import HostCopy, start_host_copy
@@ -49,6 +51,9 @@ class DrawOptions:
             value range, e.g. ``(1, 99)``.
         draw_pred (bool): Draw detector predictions under the maps.
         score_thr (float): Score threshold for drawn predictions.
+        max_image_side (int, optional): Longest side of a layer's picture
+            (a top-k grid counts whole); a larger probe is drawn whole,
+            resampled. None: the probe's own size.
     """
     channel_reduction: Optional[str] = 'select_max'
     topk: int = 4
@@ -58,6 +63,7 @@ class DrawOptions:
     percentile: Optional[Tuple[float, float]] = None
     draw_pred: bool = False
     score_thr: float = 0.3
+    max_image_side: Optional[int] = 2048
 
     def __post_init__(self) -> None:
         if self.channel_reduction not in CHANNEL_REDUCTIONS + (None, ):
@@ -76,6 +82,12 @@ class DrawOptions:
                 f'{self.arrangement[0] * self.arrangement[1]} tiles, fewer '
                 f'than topk={self.topk}; enlarge it or lower topk.')
         check_draw_options(self.alpha, None, self.percentile, self.colormap)
+        if self.max_image_side is not None and (
+                isinstance(self.max_image_side, bool)
+                or not isinstance(self.max_image_side, int)
+                or self.max_image_side < 16):
+            raise ValueError(f'max_image_side must be an integer >= 16 or '
+                             f'None, got {self.max_image_side!r}.')
 
 
 class FeatmapPipeline:
@@ -107,7 +119,9 @@ class FeatmapPipeline:
                               if range_tracker is None else range_tracker)
         self.with_stats = with_stats
         self.layer_names: List[str] = []
+        self._not_called: Dict[str, str] = {}
         self._reported: set = set()
+        self._warned_cap = False
         self.use_cuda_graphs = use_cuda_graphs
         self._replays = ReplayCache()
         self._pca_bases: Dict[Hashable, torch.Tensor] = {}
@@ -116,7 +130,46 @@ class FeatmapPipeline:
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
         self.layer_names = resolve_layers(model, self.target_layers)
+        self._not_called = {
+            layer: not_called_reason(model, layer)
+            for layer in self.layer_names
+        }
         return self.layer_names
+
+    def undrawable(self,
+                   model: nn.Module,
+                   probes: Sequence[Probe],
+                   call_model: Optional[Callable[..., Any]] = None
+                   ) -> Tuple[Dict[str, str], Dict[str, str]]:
+        """Feed the probes through the model once, as a firing would, and
+        tell which layers can never be drawn, without changing any state
+        (value ranges, PCA signs, recorded graphs).
+
+        Returns:
+            tuple[dict, dict]: ``(errors, warnings)``, each ``{layer:
+            reason}``. Errors are layers named exactly (not through a glob)
+            and every layer when none at all can be drawn: a run with them
+            would write nothing for them, ever. Warnings are the layers a
+            glob matched.
+        """
+        scratch = FeatmapPipeline(self.target_layers, self.options,
+                                  with_stats=False, use_cuda_graphs=False)
+        scratch.layer_names = list(self.layer_names) or self.resolve(model)
+        scratch._not_called = dict(self._not_called)
+        skipped: Dict[str, str] = {}
+        drawn = False
+        for probe, features, outputs in scratch.capture(
+                model, probes, call_model):
+            maps = scratch.reduce(probe, features, outputs, report=False)
+            skipped.update(maps.skipped)
+            drawn = drawn or bool(maps.layers)
+        exact = named_exactly(self.target_layers, self.layer_names)
+        errors = {
+            layer: reason
+            for layer, reason in skipped.items()
+            if not drawn or layer in exact or _layer_of(layer) in exact
+        }
+        return errors, {k: v for k, v in skipped.items() if k not in errors}
 
     def forward_mode(self, model: nn.Module) -> str:
         """``'predict'`` when drawing a detector's boxes, else ``'tensor'``.
@@ -190,7 +243,8 @@ class FeatmapPipeline:
                probe: Probe,
                features: Dict[str, Any],
                outputs: Any = None,
-               defer: bool = False) -> ProbeMaps:
+               defer: bool = False,
+               report: bool = True) -> ProbeMaps:
         """Reduce the captured maps of one probe on their device.
 
         Everything that touches the model's device happens here, so that
@@ -211,17 +265,14 @@ class FeatmapPipeline:
             defer (bool): Return as soon as the copy to the host is queued;
                 :meth:`ProbeMaps.wait` (e.g. on the writer thread) waits
                 for the device. Defaults to False: wait here.
+            report (bool): Warn (once per layer) about layers that cannot
+                be drawn. Defaults to True.
         """
         maps = ProbeMaps(probe)
         for layer in self.layer_names:
-            if not any(
-                    name == layer or name.startswith((layer + '[',
-                                                      layer + '#'))
-                    for name in features):
-                maps.skipped[layer] = (
-                    'it was not called in the probe forward (its parent may '
-                    'call its .forward() directly, which skips hooks); '
-                    'target one of its submodules instead')
+            if not any(_layer_of(name) == layer for name in features):
+                maps.skipped[layer] = self._not_called.get(
+                    layer, 'it was not called in the probe forward')
         if outputs:
             # Copied on its own (a data sample of many small tensors): only
             # detectors drawing their boxes have one.
@@ -247,7 +298,8 @@ class FeatmapPipeline:
             (pending, skipped), device = self._reduce_all(probe, tensors)
             copy = start_host_copy(device)
         maps.skipped.update(skipped)
-        self._report_skipped(maps.skipped)
+        if report:
+            self.report_skipped(maps.skipped)
         maps._completion = functools.partial(self._host_layers, pending,
                                              copy)
         return maps if defer else maps.wait()
@@ -405,8 +457,22 @@ class FeatmapPipeline:
 
         for item in maps.layers:
             if layer_images:
+                scale = 1.0
+                if self.options.max_image_side:
+                    scale = self._tile_scale(probe, item.reduced,
+                                             self.options.max_image_side)
+                    if scale < 1 and not self._warned_cap:
+                        self._warned_cap = True
+                        print_log(
+                            f'mmfeatvis: the images of probe {probe.name} '
+                            f'({width}x{height}) are drawn at most '
+                            f'{self.options.max_image_side} px on their '
+                            'longer side (max_image_side); the whole probe '
+                            'is still drawn, resampled.',
+                            logger='current',
+                            level=logging.WARNING)
                 result.layer_images[item.layer] = self._render_layer(
-                    probe, item, background(1.0))
+                    probe, item, background(scale))
             if overview_tile_side:
                 scale = self._tile_scale(probe, item.reduced,
                                          overview_tile_side)
@@ -414,9 +480,17 @@ class FeatmapPipeline:
                     probe, item, background(scale))
         return result
 
+    def _grid(self, reduced: ReducedFeatmap) -> Tuple[int, int]:
+        """Rows and columns of a layer's picture: the arrangement, shrunk
+        to the channels there are (a grid never has empty rows)."""
+        if not reduced.is_grid:
+            return 1, 1
+        return fitted_arrangement(self.options.arrangement,
+                                  int(reduced.maps.shape[0]))
+
     def _tile_scale(self, probe: Probe, reduced: ReducedFeatmap,
                     side: int) -> float:
-        rows, cols = self.options.arrangement if reduced.is_grid else (1, 1)
+        rows, cols = self._grid(reduced)
         height, width = probe.image.shape[:2]
         return min(1.0, side / max(height * rows, width * cols))
 
@@ -430,10 +504,11 @@ class FeatmapPipeline:
             percentile=None if item.norm_range else opts.percentile,
             alpha=opts.alpha,
             colormap=opts.colormap,
-            arrangement=opts.arrangement,
+            arrangement=self._grid(item.reduced),
             image_meta=probe.meta)
 
-    def _report_skipped(self, skipped: Dict[str, str]) -> None:
+    def report_skipped(self, skipped: Dict[str, str]) -> None:
+        """Warn about layers that are not drawn, once per layer."""
         for layer, reason in skipped.items():
             if layer not in self._reported:
                 self._reported.add(layer)
@@ -453,6 +528,12 @@ class FeatmapPipeline:
             for probe, features, outputs in self.capture(
                 model, probes, call_model)
         ]
+
+
+def _layer_of(name: str) -> str:
+    """The module a captured map's name comes from: ``'neck'`` for
+    ``'neck[0]'`` and for ``'neck#1'`` (its second call)."""
+    return re.split(r'[\[#]', name, maxsplit=1)[0]
 
 
 def _forward_key(model: nn.Module, probe: Probe) -> Hashable:

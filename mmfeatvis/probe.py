@@ -126,12 +126,16 @@ def read_rgb(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
 
     Raises:
         FileNotFoundError: If the file does not exist.
+        OSError: If it cannot be read (e.g. a URL without network).
         ValueError: If the file is not a readable image.
     """
     try:
         content = get_bytes(path, backend_args=backend_args)
     except FileNotFoundError:
         raise FileNotFoundError(f'Probe image not found: {path!r}') from None
+    except Exception as error:  # a URL without network, a bad backend
+        raise OSError(f'cannot read the probe image {path!r}: '
+                      f'{type(error).__name__}: {error}') from error
     # Imported here so that the capture and reduce stages import without
     # mmcv's compiled extension (e.g. on a machine with only torch).
     import mmcv

@@ -5,18 +5,20 @@ Everything goes through an mmengine ``Visualizer`` so each configured backend
 ``/`` (TensorBoard groups by it); file names are made safe, since
 mmengine's local backend joins them into a path.
 """
+import atexit
 import functools
 import logging
+import os
 import os.path as osp
 import queue
 import re
 import threading
+import time
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Tuple)
 
 import cv2
 import numpy as np
-from mmengine import fileio
 from mmengine.logging import print_log
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
                                     Visualizer)
@@ -142,22 +144,90 @@ def add_image(visualizer: Visualizer,
     """
     encoded: Optional[bytes] = None
     for backend in getattr(visualizer, '_vis_backends', {}).values():
-        kind = _own_image_path(backend)
-        if kind is None:
-            backend.add_image(
-                safe_name(name) if isinstance(backend, LocalVisBackend) else
-                name, image, step)
-            continue
-        if encoded is None:
-            encoded = encode_image(image, image_format)
-        if kind == 'local':
-            save_dir = backend.experiment._img_save_dir  # inits the backend
-            fileio.put(
-                encoded,
-                osp.join(save_dir,
-                         f'{safe_name(name)}_{step}.{image_format}'))
-        else:
-            _add_tensorboard_image(backend, name, encoded, image.shape, step)
+        # One backend's failure (a full or read-only disk) must not keep
+        # the image from the others.
+        target = f'image {name!r} of step {step}'
+        try:
+            kind = _own_image_path(backend)
+            if kind is None:
+                backend.add_image(
+                    safe_name(name) if isinstance(backend, LocalVisBackend)
+                    else name, image, step)
+                continue
+            if encoded is None:
+                encoded = encode_image(image, image_format)
+            if kind == 'local':
+                file_name = f'{safe_name(name)}_{step}.{image_format}'
+                target = osp.join(backend._save_dir, file_name)
+                # .experiment initialises the backend (its folders).
+                target = osp.join(backend.experiment._img_save_dir,
+                                  file_name)
+                put_atomically(encoded, target)
+            else:
+                _add_tensorboard_image(backend, name, encoded, image.shape,
+                                       step)
+        except Exception as error:
+            WRITE_FAILURES.report(type(backend).__name__, target, error)
+
+
+def put_atomically(data: bytes, path: str) -> None:
+    """Write ``data`` to the local file ``path`` under a temporary name,
+    then rename it: a full disk or a killed process leaves the old file or
+    none, never a truncated one."""
+    folder = osp.dirname(path) or '.'
+    os.makedirs(folder, exist_ok=True)
+    temporary = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.tmp')
+    try:
+        with open(temporary, 'wb') as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+class WriteFailures:
+    """Failed image writes, warned about once per kind and counted.
+
+    A full disk fails every image of every firing; the first failure of a
+    backend with a given error is a warning naming the file and the
+    reason, the rest are counted and summarised by :meth:`summary`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Dict[Tuple[str, str], int] = {}
+
+    def report(self, backend: str, target: str, error: Exception) -> None:
+        """Record that ``backend`` could not write ``target``."""
+        kind = (backend, f'{type(error).__name__}'
+                f'{getattr(error, "errno", "") or ""}')
+        with self._lock:
+            first = kind not in self.counts
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        if first:
+            _warn(f'{backend} could not write {target} '
+                  f'({type(error).__name__}: {error}); the image was skipped '
+                  'there (other backends still got it) and training goes '
+                  'on. Later failures of this kind are counted, not '
+                  'repeated.')
+
+    def summary(self) -> Optional[str]:
+        """One line about every failure since the last summary, or None;
+        the counts start again."""
+        with self._lock:
+            counts, self.counts = self.counts, {}
+        if not counts:
+            return None
+        return 'image writes that failed: ' + '; '.join(
+            f'{backend} ({reason}): {count}'
+            for (backend, reason), count in counts.items())
+
+
+#: Failures of :func:`add_image`, process-wide (the writer thread and the
+#: training thread both write).
+WRITE_FAILURES = WriteFailures()
 
 
 def _own_image_path(backend: Any) -> Optional[str]:
@@ -273,12 +343,16 @@ def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
     for name, value in scalars.items():
         groups.setdefault(name.rpartition('/')[0], {})[name] = value
     for backend in getattr(visualizer, '_vis_backends', {}).values():
-        if _stock(backend, TensorboardVisBackend, 'add_scalars',
-                  'add_scalar'):
-            _add_tensorboard_scalars(backend, scalars, step)
-            continue
-        for group in groups.values():
-            backend.add_scalars(group, step=step)
+        try:
+            if _stock(backend, TensorboardVisBackend, 'add_scalars',
+                      'add_scalar'):
+                _add_tensorboard_scalars(backend, scalars, step)
+                continue
+            for group in groups.values():
+                backend.add_scalars(group, step=step)
+        except Exception as error:  # the images may still get through
+            WRITE_FAILURES.report(type(backend).__name__,
+                                  f'the statistics of step {step}', error)
 
 
 def _add_tensorboard_scalars(backend: TensorboardVisBackend,
@@ -380,39 +454,128 @@ class BackgroundWriter:
     """Runs drawing-and-writing jobs on one worker thread, in order.
 
     The training thread only captures and reduces; colouring, resizing,
-    encoding and file I/O happen here, off the training loop. At most
-    ``max_pending`` jobs wait; a further submit blocks until one is done,
-    so a slow disk delays training instead of dropping or piling up images.
+    encoding and file I/O happen here, off the training loop.
+
+    Lifecycle and protocol:
+
+    * :meth:`submit` queues a job; while ``max_pending`` jobs wait it
+      waits up to ``submit_timeout`` seconds for room (a slow disk delays
+      training a little), then drops the job with a warning rather than
+      stall the loop. If the worker has died, jobs run on the caller's
+      thread instead.
+    * A job that raises is logged as a warning naming what was skipped,
+      and counted in :attr:`failures`; the worker goes on.
+    * :meth:`flush` waits for the queued jobs, at most ``timeout`` seconds.
+    * :meth:`close` lets the worker finish what is queued (at most
+      ``timeout`` seconds), stops it and joins it. It runs at interpreter
+      exit too (``atexit``), so that an interrupted run (Ctrl-C) neither
+      loses the firing being written nor ends while the worker is inside
+      OpenCV or torch, which aborts the process.
+
+    The worker never changes process-wide state (torch's thread count,
+    signal handlers); the value ranges it settles are guarded by the range
+    tracker's lock.
 
     Args:
         max_pending (int): Jobs that may wait. Defaults to 2.
+        submit_timeout (float): Seconds :meth:`submit` waits for room.
+            Defaults to 60.
     """
 
-    def __init__(self, max_pending: int = 2) -> None:
+    def __init__(self, max_pending: int = 2,
+                 submit_timeout: float = 60.0) -> None:
         self._jobs: 'queue.Queue' = queue.Queue(maxsize=max_pending)
+        self.submit_timeout = submit_timeout
+        self.failures: List[str] = []
+        self._closed = False
         self._thread = threading.Thread(
             target=self._work, name='mmfeatvis-writer', daemon=True)
         self._thread.start()
+        atexit.register(self.close)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs."""
+        return self._thread.is_alive()
 
     def submit(self, job: Callable[[], None], description: str) -> None:
         """Queue ``job``; a failure is logged as a warning with
         ``description``."""
-        self._jobs.put((job, description))
+        if self._closed or not self.alive:
+            if not self._closed:
+                _warn(f'{description}: the writer thread has stopped, so '
+                      'this firing is drawn on the training thread.')
+            self._run(job, description)
+            return
+        try:
+            self._jobs.put((job, description), timeout=self.submit_timeout)
+        except queue.Full:
+            self._fail(description, f'{self._jobs.maxsize} earlier firings '
+                       f'were still being written after '
+                       f'{self.submit_timeout:.0f} s (a slow disk?), so it '
+                       'was dropped')
 
-    def flush(self) -> None:
-        """Wait until every queued job has finished."""
-        self._jobs.join()
+    def flush(self, timeout: Optional[float] = 600.0) -> bool:
+        """Wait until every queued job has finished, at most ``timeout``
+        seconds (None: no limit).
+
+        Returns:
+            bool: Whether everything was done in time.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._jobs.all_tasks_done:
+            while self._jobs.unfinished_tasks:
+                if not self.alive:
+                    return False
+                left = None if deadline is None else (
+                    deadline - time.monotonic())
+                if left is not None and left <= 0:
+                    return False
+                self._jobs.all_tasks_done.wait(
+                    0.5 if left is None else min(left, 0.5))
+        return True
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Finish the queued jobs (at most ``timeout`` seconds), stop and
+        join the worker. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        pending = self._jobs.unfinished_tasks
+        done = self.flush(timeout)
+        if self.alive:
+            try:
+                self._jobs.put((None, ''), timeout=1)
+            except queue.Full:
+                pass
+            self._thread.join(timeout=5 if done else 1)
+        if not done:
+            _warn(f'the writer thread did not finish the {pending} queued '
+                  f'firing(s) within {timeout:.0f} s; those not written yet '
+                  'are lost.')
 
     def _work(self) -> None:
         while True:
             job, description = self._jobs.get()
             try:
-                job()
-            except Exception as error:  # a failed image never stops training
-                print_log(
-                    f'{description} failed and was skipped '
-                    f'({type(error).__name__}: {error}); training goes on.',
-                    logger='current',
-                    level=logging.WARNING)
+                if job is None:
+                    return
+                self._run(job, description)
             finally:
                 self._jobs.task_done()
+
+    def _run(self, job: Callable[[], None], description: str) -> None:
+        try:
+            job()
+        except Exception as error:  # a failed image never stops training
+            self._fail(description, f'{type(error).__name__}: {error}')
+
+    def _fail(self, description: str, reason: str) -> None:
+        self.failures.append(f'{description}: {reason}')
+        _warn(f'{description} failed and was skipped ({reason}); training '
+              'goes on.')
+
+
+def _warn(message: str) -> None:
+    print_log(message, logger='current', level=logging.WARNING)

@@ -595,3 +595,99 @@ def test_console_module_entry_point(tmp_path):
                    '--device', '--score-thr', '--no-pred', '--show',
                    '--cfg-options', '--value-range', '--checkpoints'):
         assert option in result.stdout
+
+
+# -- checkpoints that do not fit, and pictures that cannot be written --
+YOLO_N = 'mmyolo::yolov5/yolov5_n-v61_syncbn_fast_8xb16-300e_coco.py'
+
+
+def _mount(*args) -> None:
+    done = subprocess.run(['mount', *args], capture_output=True, text=True)
+    assert done.returncode == 0, (
+        f'mount {" ".join(args)} failed ({done.stderr.strip()}): these '
+        'tests need root with the right to mount, as in CI')
+
+
+@pytest.fixture(scope='module')
+def fault_runs(tmp_path_factory, probe_image_path, yolo_ckpt):
+    img = probe_image_path
+    cwd = {name: str(tmp_path_factory.mktemp(name))
+           for name in ('other_size', 'other_head', 'not_a_dir', 'full',
+                        'read_only')}
+    with open(osp.join(cwd['not_a_dir'], 'notes.txt'), 'w') as f:
+        f.write('a file, not a folder')
+    full = osp.join(cwd['full'], 'disk')
+    os.makedirs(full)
+    _mount('-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full)
+    source = osp.join(cwd['read_only'], 'source')
+    read_only = osp.join(cwd['read_only'], 'ro')
+    os.makedirs(source)
+    os.makedirs(read_only)
+    _mount('--bind', source, read_only)
+    _mount('-o', 'remount,ro,bind', read_only)
+    layers = ['--target-layers', 'backbone', '--device', 'cpu']
+    commands = {
+        # YOLOv5-s weights with the YOLOv5-n config.
+        'other_size': ([img, YOLO_N, yolo_ckpt] + layers, ()),
+        # The same model with another number of classes: only the head's
+        # prediction convolutions differ, after the drawn backbone.
+        'other_head': ([img, YOLO, yolo_ckpt, '--cfg-options',
+                        'model.bbox_head.head_module.num_classes=3'] + layers,
+                       ()),
+        'not_a_dir': ([img, YOLO, yolo_ckpt, '--out-dir', 'notes.txt/maps']
+                      + layers, ()),
+        'full': ([img, YOLO, yolo_ckpt, '--out-dir', full] + layers, ()),
+        'read_only': ([img, YOLO, yolo_ckpt, '--out-file',
+                       osp.join(read_only, 'maps.jpg')] + layers, ()),
+    }
+    try:
+        results = run_all({
+            name: (args, cwd[name], drop)
+            for name, (args, drop) in commands.items()
+        })
+        listed = {'full': sorted(os.listdir(full)),
+                  'read_only': sorted(os.listdir(read_only))}
+    finally:
+        subprocess.run(['umount', full], check=True)
+        subprocess.run(['umount', read_only], check=True)
+    return {name: (results[name], cwd[name], listed.get(name))
+            for name in commands}
+
+
+@pytest.mark.slow
+def test_a_checkpoint_of_another_model_size_is_refused(fault_runs):
+    result, cwd, _ = fault_runs['other_size']
+    checked(result, 1)
+    assert 'does not fit the layers drawn' in result.stderr
+    # It names a tensor with both shapes.
+    assert 'backbone.stem.conv.weight (checkpoint (32, 3, 6, 6), model ' \
+        '(16, 3, 6, 6))' in result.stderr
+    assert not osp.exists(osp.join(cwd, 'output', 'grace_hopper.jpg'))
+
+
+@pytest.mark.slow
+def test_a_head_with_other_classes_warns_and_draws(fault_runs):
+    result, cwd, _ = fault_runs['other_head']
+    checked(result)
+    output = result.stdout + result.stderr
+    assert 'after the drawn layers' in output
+    assert 'bbox_head.head_module.convs_pred' in output
+    assert_panels(read_rgb(osp.join(cwd, 'output', 'grace_hopper.jpg')), 3)
+
+
+@pytest.mark.slow
+def test_unwritable_outputs_are_named_with_the_reason(fault_runs):
+    result, _, _ = fault_runs['not_a_dir']
+    checked(result, 2)
+    assert "--out-dir 'notes.txt/maps'" in result.stderr
+    assert 'Not a directory' in result.stderr
+    result, _, listed = fault_runs['read_only']
+    checked(result, 2)
+    assert 'Read-only file system' in result.stderr
+    assert listed == []
+    # A disk that fills while writing: the reason, and no partial file.
+    result, _, listed = fault_runs['full']
+    checked(result, 1)
+    assert 'cannot write' in result.stderr
+    assert 'No space left on device' in result.stderr
+    assert listed == []

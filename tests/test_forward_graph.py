@@ -124,8 +124,8 @@ def test_a_forward_that_syncs_runs_eagerly(capsys):
 
 def test_training_is_bitwise_identical_with_replayed_probes(
         tmp_path, probe_image_path, monkeypatch):
+    from conftest import plain_runner
     from mmengine.runner import Runner
-    from test_hook_plain_model import _runner
 
     from mmfeatvis.graphs import ReplayedForward
 
@@ -133,7 +133,7 @@ def test_training_is_bitwise_identical_with_replayed_probes(
     monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 
     def train(name: str, hooks: list) -> Runner:
-        runner = _runner(
+        runner = plain_runner(
             str(tmp_path / name),
             hooks,
             max_iters=6,

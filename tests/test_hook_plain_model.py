@@ -5,94 +5,10 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmengine.model import BaseModel
-from mmengine.registry import DATASETS, MODELS
-from mmengine.runner import Runner
-from torch import nn
-from torch.utils.data import Dataset
+from conftest import TinyTokenNet, plain_runner
 
-import mmfeatvis  # noqa: F401  (registers the hook)
 from mmfeatvis.hooks import FeatmapVisHook
 from mmfeatvis.testing import read_scalar_log, read_tensorboard
-
-
-@MODELS.register_module(force=True)
-class TinyTokenNet(BaseModel):
-    """A small CNN followed by a transformer-style token layer."""
-
-    def __init__(self) -> None:
-        super().__init__(data_preprocessor=dict(
-            type='ImgDataPreprocessor',
-            mean=[127.5] * 3,
-            std=[127.5] * 3,
-            pad_size_divisor=8))
-        self.backbone = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU())
-        self.tokens = nn.Linear(16, 16)
-        self.head = nn.Linear(16, 2)
-
-    def forward(self, inputs, data_samples=None, mode='tensor'):
-        feats = self.backbone(inputs)
-        # (B, N, C) tokens with a class token in front, as ViTs emit them.
-        tokens = feats.flatten(2).transpose(1, 2)
-        cls_token = tokens.mean(1, keepdim=True)
-        tokens = self.tokens(torch.cat([cls_token, tokens], 1))
-        logits = self.head(tokens[:, 0])
-        if mode == 'loss':
-            labels = torch.stack(data_samples).to(logits.device)
-            return dict(loss=nn.functional.cross_entropy(logits, labels))
-        return logits
-
-
-@DATASETS.register_module(force=True)
-class RandomImages(Dataset):
-    """Random uint8 images with binary labels, already packed."""
-
-    def __init__(self, size: int = 8) -> None:
-        generator = torch.Generator().manual_seed(0)
-        self.images = torch.randint(
-            0, 255, (size, 3, 60, 84), generator=generator,
-            dtype=torch.uint8)
-        self.labels = torch.randint(0, 2, (size, ), generator=generator)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index):
-        return dict(inputs=self.images[index],
-                    data_samples=self.labels[index])
-
-
-def _runner(work_dir: str, hooks: list, max_iters: int = 4,
-            **runner_kwargs) -> Runner:
-    loader = dict(
-        dataset=dict(type='RandomImages'),
-        sampler=dict(type='DefaultSampler', shuffle=True),
-        batch_size=2,
-        num_workers=0)
-    # Visualizers are singletons by name, and the Runner names them by the
-    # second it starts: tests that start Runners within one second would
-    # otherwise share the first one's save_dir.
-    runner_kwargs.setdefault('experiment_name', osp.basename(work_dir))
-    runner_kwargs.setdefault('randomness', dict(seed=0))
-    return Runner(
-        model=dict(type='TinyTokenNet'),
-        work_dir=work_dir,
-        train_dataloader=loader,
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=max_iters),
-        custom_hooks=hooks,
-        visualizer=dict(
-            type='Visualizer',
-            vis_backends=[
-                dict(type='LocalVisBackend'),
-                dict(type='TensorboardVisBackend')
-            ]),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
-                                           interval=100)),
-        default_scope='mmengine',
-        **runner_kwargs)
 
 
 def test_plain_model_conv_and_token_layers(tmp_path, probe_image_path):
@@ -102,7 +18,7 @@ def test_plain_model_conv_and_token_layers(tmp_path, probe_image_path):
         target_layers=['backbone', 'tokens'],
         interval=2,
         channel_reduction='squeeze_mean')
-    runner = _runner(str(tmp_path), [hook])
+    runner = plain_runner(str(tmp_path), [hook])
     runner.train()
     vis_dir = osp.join(runner.log_dir, 'vis_data')
     files = sorted(
@@ -135,7 +51,7 @@ def test_unknown_layer_fails_before_the_first_iteration(
         type='FeatmapVisHook',
         probe=probe_image_path,
         target_layers=['backbone.9'])
-    runner = _runner(str(tmp_path), [hook])
+    runner = plain_runner(str(tmp_path), [hook])
     with pytest.raises(ValueError, match=r"'backbone.9'.*backbone\.[0-3]"):
         runner.train()
     assert runner.iter == 0

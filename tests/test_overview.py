@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import TinyTokenNet, plain_runner
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
-from test_hook_plain_model import TinyTokenNet, _runner
 
 import mmfeatvis  # noqa: F401  (registers the hook)
 from mmfeatvis.maps import OVERVIEW_TILE_SIDE, ProbeResult
@@ -109,7 +109,7 @@ def test_hook_writes_only_what_is_asked(tmp_path, probe_image_path,
         interval=2,
         per_layer=per_layer,
         overview=overview)
-    runner = _runner(str(tmp_path), [hook], max_iters=2)
+    runner = plain_runner(str(tmp_path), [hook], max_iters=2)
     runner.train()
     vis_dir = osp.join(runner.log_dir, 'vis_data')
     files = sorted(

@@ -261,6 +261,9 @@ def test_pipeline_ranges_are_floats_and_tracker_settles(mode):
     ('running', None, 'squeeze_mean', None),
     ('first', None, 'norm', LETTERBOX),
     ('running', (2, 98), 'std', None),
+    ('adaptive', (1, 99), 'select_max', LETTERBOX),
+    ('adaptive', None, 'norm', None),
+    ('per_image', (1, 99), None, LETTERBOX),
 ])
 def test_cuda_firing_queues_without_syncs_and_matches_cpu(
         mode, percentile, reduction, meta):
@@ -321,6 +324,8 @@ def test_cuda_firing_queues_without_syncs_and_matches_cpu(
     ('per_image', None, True),
     ('first', 'pca', False),  # the eigensolver syncs: never recorded
     ('running', 'squeeze_mean', False),  # the average changes each time
+    ('adaptive', 'select_max', False),  # kept or re-anchored each time
+    ((0.0, 1.0), 'norm', True),  # a fixed range never changes
 ])
 def test_cuda_graph_replays_give_the_eager_results(mode, reduction,
                                                    recorded):

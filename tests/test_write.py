@@ -1,6 +1,8 @@
 """The write stage: one encoding per image for every Visualizer backend."""
 import os
 import os.path as osp
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -13,8 +15,8 @@ from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import \
 from mmfeatvis.hooks import FeatmapVisHook
 from mmfeatvis.testing import (read_scalar_log, read_tensorboard,
                                read_tensorboard_image)
-from mmfeatvis.write import (add_image, encode_image, masked_crc32c,
-                             use_compiled_crc32c, write_scalars)
+from mmfeatvis.write import (BackgroundWriter, add_image, encode_image,
+                             masked_crc32c, use_compiled_crc32c, write_scalars)
 
 
 @VISBACKENDS.register_module(force=True)
@@ -137,3 +139,42 @@ def test_unknown_image_format_is_a_configuration_error(probe_image_path):
         encode_image(heat_image(), 'gif')
     with pytest.raises(ValueError, match='image_format'):
         FeatmapVisHook(probe=probe_image_path, image_format='gif')
+
+
+def test_background_writer_reports_failures_and_closes():
+    writer = BackgroundWriter()
+    done = []
+    writer.submit(lambda: done.append(1), 'job 1')
+
+    def fail():
+        raise OSError(28, 'No space left on device')
+
+    writer.submit(fail, 'FeatmapVisHook: drawing at step 2')
+    writer.submit(lambda: done.append(3), 'job 3')
+    assert writer.flush(timeout=30)
+    assert done == [1, 3]  # a failed job does not stop the worker
+    assert writer.failures == [
+        'FeatmapVisHook: drawing at step 2: OSError: [Errno 28] No space '
+        'left on device'
+    ]
+    writer.close()
+    assert not writer.alive
+    # Closed: a late job runs on the caller's thread, not lost.
+    writer.submit(lambda: done.append(4), 'job 4')
+    assert done == [1, 3, 4]
+
+
+def test_background_writer_never_hangs_the_caller():
+    writer = BackgroundWriter(max_pending=1, submit_timeout=0.2)
+    release = threading.Event()
+    writer.submit(lambda: release.wait(10), 'slow job')
+    time.sleep(0.1)  # the worker took it
+    writer.submit(lambda: None, 'queued job')
+    start = time.monotonic()
+    writer.submit(lambda: None, 'one too many')  # the queue is full
+    assert time.monotonic() - start < 2
+    assert writer.failures and 'was dropped' in writer.failures[-1]
+    assert not writer.flush(timeout=0.2)  # still busy: no endless wait
+    release.set()
+    writer.close(timeout=10)
+    assert not writer.alive

@@ -173,6 +173,12 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         metavar=('LO', 'HI'),
         help='(added) Clip value ranges to these percentiles, e.g. 1 99.')
     parser.add_argument(
+        '--max-image-side',
+        type=int,
+        default=2048,
+        help='(added) Longest side of each layer\'s picture; a larger image '
+        'is drawn whole, resampled. Default: 2048.')
+    parser.add_argument(
         '--layer-cols',
         type=int,
         default=None,
@@ -263,13 +269,16 @@ def draw_options(args: argparse.Namespace) -> DrawOptions:
             colormap=args.colormap.lower(),
             percentile=tuple(args.percentile) if args.percentile else None,
             draw_pred=not args.no_pred,
-            score_thr=args.score_thr)
+            score_thr=args.score_thr,
+            max_image_side=args.max_image_side)
     except ValueError as error:
         raise UsageError(_as_option_message(str(error))) from None
 
 
 def _as_option_message(message: str) -> str:
     # DrawOptions speaks of keyword arguments; users typed options.
-    for name in ('arrangement', 'topk', 'alpha', 'percentile'):
-        message = re.sub(rf'\b{name}\b', f'--{name}', message)
+    for name in ('arrangement', 'topk', 'alpha', 'percentile',
+                 'max_image_side'):
+        message = re.sub(rf'\b{name}\b', '--' + name.replace('_', '-'),
+                         message)
     return message

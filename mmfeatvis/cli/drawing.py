@@ -20,7 +20,7 @@ from ..probe import Probe, ProbeBuilder
 from ..ranges import SeriesRanges
 from .errors import RunError
 from .inputs import ImageItem
-from .model import load_weights
+from .model import Fit, load_weights
 
 #: Images prepared at once: each holds its network input until every
 #: checkpoint has seen it, and each chunk reloads the checkpoints.
@@ -67,6 +67,8 @@ class SeriesDrawer:
         checkpoints (Sequence[str]): Checkpoint files, in order.
         loaded (str, optional): The checkpoint already in ``model``.
         class_names (Sequence[str], optional): For drawn predictions.
+        check_fit (callable, optional): Called with the :class:`Fit` of
+            every checkpoint loaded here; raises to refuse it.
     """
 
     def __init__(self,
@@ -75,18 +77,22 @@ class SeriesDrawer:
                  builder: ProbeBuilder,
                  checkpoints: Sequence[str],
                  loaded: Optional[str] = None,
-                 class_names: Optional[Sequence[str]] = None) -> None:
+                 class_names: Optional[Sequence[str]] = None,
+                 check_fit: Optional[Callable[[Fit], None]] = None) -> None:
         self.model = model
         self.pipeline = pipeline
         self.builder = builder
         self.checkpoints = list(checkpoints)
         self.loaded = loaded
         self.class_names = class_names
+        self.check_fit = check_fit
         self.failed: List[Tuple[str, str]] = []
 
     def _load(self, checkpoint: str) -> None:
         if checkpoint != self.loaded:
-            load_weights(self.model, checkpoint)
+            fit = load_weights(self.model, checkpoint)
+            if self.check_fit is not None:
+                self.check_fit(fit)
             self.loaded = checkpoint
 
     def _probes(self, items: Sequence[ImageItem]

@@ -8,11 +8,12 @@ the same probe -> capture -> reduce -> render stages as
 import argparse
 import os.path as osp
 import sys
-from typing import List, Optional
+from typing import List, Optional, Set
 
 from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
+from ..capture import modules_computed_before
 from ..pipeline import FeatmapPipeline
 from ..probe import ProbeBuilder
 from ..ranges import SHARED_MODES, SeriesRanges, ValueRangeTracker
@@ -21,8 +22,8 @@ from .drawing import SeriesDrawer
 from .errors import RunError, UsageError
 from .inputs import (checkpoint_labels, collect_images, expand_checkpoints,
                      resolve_config)
-from .model import (build_model, class_names, load_config, load_weights,
-                    pick_device)
+from .model import (Fit, build_model, check_fit, class_names, load_config,
+                    load_weights, pick_device)
 from .output import PictureSink
 from .preview import print_preview
 
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(config_path, args.cfg_options)
     model = build_model(cfg, device)
-    load_weights(model, checkpoints[0])
+    fit = load_weights(model, checkpoints[0])
     tracker = (SeriesRanges(value_range) if value_range in SHARED_MODES
                else ValueRangeTracker(value_range))
     pipeline = FeatmapPipeline(
@@ -78,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
             raise RunError(str(error)) from error
         print_preview(model, probe, sys.stdout)
         return 0
+    needed = _modules_drawn_from(model, builder, items, layers)
+
+    def check(loaded: Fit) -> None:
+        check_fit(loaded, needed)
+
+    check(fit)
 
     print_log(
         f'Drawing {", ".join(layers)} of {len(checkpoints)} '
@@ -85,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         logger='current')
     drawer = SeriesDrawer(model, pipeline, builder, checkpoints,
                           loaded=checkpoints[0],
-                          class_names=class_names(model, cfg))
+                          class_names=class_names(model, cfg),
+                          check_fit=check)
     progress = ProgressBar(len(items)) if len(items) > 1 else None
 
     def advance(count: int) -> None:
@@ -101,6 +109,21 @@ def run(args: argparse.Namespace) -> int:
                        'could not be drawn: ' + '; '.join(
                            reason for _, reason in drawer.failed))
     return 0
+
+
+def _modules_drawn_from(model, builder: ProbeBuilder, items,
+                        layers: List[str]) -> Set[str]:
+    """The modules the maps of ``layers`` are computed from, found by one
+    forward pass of the first image that can be read."""
+    for item in items:
+        try:
+            probe = builder.build([item.source], model)[0]
+        except (OSError, ValueError):
+            continue  # reported when it is drawn
+        return modules_computed_before(
+            model, lambda: model(**probe.model_kwargs(), mode='tensor'),
+            layers)
+    return {name for name, _ in model.named_modules()}
 
 
 def _report_written(written: List[str]) -> None:

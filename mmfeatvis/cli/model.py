@@ -8,7 +8,8 @@ is loaded over it anyway.
 """
 import io
 import logging
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import torch
 from mmengine.config import Config
@@ -131,15 +132,57 @@ def read_checkpoint(checkpoint: str) -> Dict[str, Any]:
         return torch.load(buffer, map_location='cpu', weights_only=False)
 
 
-def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
+@dataclass
+class Fit:
+    """How a checkpoint's tensors fit the model they were loaded into.
+
+    Attributes:
+        checkpoint (str): The file.
+        mismatched (dict[str, tuple]): Keys whose tensor has another shape
+            in the checkpoint: ``(checkpoint shape, model shape)``.
+        missing (list[str]): The model's keys the checkpoint lacks.
+    """
+    checkpoint: str
+    mismatched: Dict[str, Tuple[tuple, tuple]] = field(default_factory=dict)
+    missing: List[str] = field(default_factory=list)
+
+    def unfit(self, modules: Optional[Set[str]] = None) -> List[str]:
+        """Keys that kept their initial values, of ``modules`` only (all
+        when None); BatchNorm's batch counters do not count."""
+        keys = list(self.mismatched) + self.missing
+        return [
+            key for key in keys
+            if not key.endswith('num_batches_tracked') and (
+                modules is None or key.rpartition('.')[0] in modules)
+        ]
+
+    def describe(self, keys: Sequence[str], most: int = 3) -> str:
+        """A few of ``keys`` with their shapes, for messages."""
+        named = []
+        for key in keys[:most]:
+            if key in self.mismatched:
+                saved, own = self.mismatched[key]
+                named.append(f'{key} (checkpoint {tuple(saved)}, model '
+                             f'{tuple(own)})')
+            else:
+                named.append(f'{key} (not in the checkpoint)')
+        more = f' and {len(keys) - most} more' if len(keys) > most else ''
+        return ', '.join(named) + more
+
+
+def load_weights(model: nn.Module, checkpoint: str) -> Fit:
     """Load a checkpoint into ``model`` and take its dataset meta.
+
+    Tensors whose shape does not fit are not loaded (they keep their
+    initial values); :func:`check_fit` decides whether that matters for
+    the layers drawn.
 
     Args:
         model (nn.Module): The built model.
         checkpoint (str): Path or URL of the checkpoint.
 
     Returns:
-        dict: The loaded checkpoint.
+        Fit: What did not fit.
 
     Raises:
         RunError: If the file cannot be read, or none of its weights fits
@@ -151,30 +194,29 @@ def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
         raise RunError(f'cannot load the checkpoint {checkpoint!r}: '
                        f'{type(error).__name__}: {error}') from error
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    load_state_dict(
-        model, {
-            k[len('module.'):] if k.startswith('module.') else k: v
-            for k, v in state.items()
-        },
-        strict=False,
-        logger='silent')
+    state = {
+        k[len('module.'):] if k.startswith('module.') else k: v
+        for k, v in state.items()
+    }
     own = model.state_dict()
-    saved = {k[len('module.'):] if k.startswith('module.') else k
-             for k in state}
-    matched = [k for k in own if k in saved]
-    if not matched:
+    fit = Fit(checkpoint)
+    for key, tensor in own.items():
+        saved = state.get(key)
+        if saved is None:
+            fit.missing.append(key)
+        elif hasattr(saved, 'shape') and tuple(saved.shape) != tuple(
+                tensor.shape):
+            fit.mismatched[key] = (tuple(saved.shape), tuple(tensor.shape))
+    if len(fit.missing) == len(own):
         raise RunError(
             f'the checkpoint {checkpoint!r} does not fit the model: none of '
-            f'its {len(saved)} entries names one of the model\'s '
+            f'its {len(state)} entries names one of the model\'s '
             f'{len(own)} parameters and buffers. Is it from another config?')
-    if len(matched) < len(own):
-        missing = [k for k in own if k not in saved]
-        print_log(
-            f'checkpoint {checkpoint!r} lacks {len(missing)} of the model\'s '
-            f'{len(own)} entries (e.g. {", ".join(missing[:3])}); they keep '
-            'their initial values.',
-            logger='current',
-            level=logging.WARNING)
+    load_state_dict(
+        model, {k: v
+                for k, v in state.items() if k not in fit.mismatched},
+        strict=False,
+        logger='silent')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
     if meta.get('dataset_meta'):
         # mmdet 3.x spells keys in lower case; older checkpoints did not.
@@ -184,7 +226,40 @@ def load_weights(model: nn.Module, checkpoint: str) -> Dict[str, Any]:
         }
     elif meta.get('CLASSES'):
         model.dataset_meta = {'classes': meta['CLASSES']}
-    return ckpt
+    return fit
+
+
+def check_fit(fit: Fit, needed: Set[str]) -> None:
+    """Refuse a checkpoint whose tensors do not fit what the drawn layers
+    are computed from; warn where only later parts do not fit.
+
+    Args:
+        fit (Fit): What :func:`load_weights` found.
+        needed (set[str]): Modules the drawn layers depend on (see
+            :func:`~mmfeatvis.capture.modules_computed_before`).
+
+    Raises:
+        RunError: If a tensor of ``needed`` kept its initial value: the
+            picture would show an untrained layer as the checkpoint's.
+    """
+    unfit = fit.unfit(needed)
+    total = len(fit.unfit())
+    if unfit:
+        raise RunError(
+            f'the checkpoint {fit.checkpoint!r} does not fit the layers '
+            f'drawn: {len(unfit)} tensor(s) they are computed from have '
+            f'another shape or are missing, e.g. {fit.describe(unfit)}. '
+            'Is it from another config (another model size)? Give the '
+            'config it was trained with.')
+    if total:
+        later = fit.unfit()
+        print_log(
+            f'the checkpoint {fit.checkpoint!r} does not fit {total} '
+            f'tensor(s) after the drawn layers, e.g. {fit.describe(later)}; '
+            'they keep their initial values, which the maps do not use '
+            '(predictions drawn under them may be wrong).',
+            logger='current',
+            level=logging.WARNING)
 
 
 def class_names(model: nn.Module, cfg: Config) -> Optional[List[str]]:

@@ -19,17 +19,18 @@ import logging
 import os
 import os.path as osp
 import sys
+import tempfile
 from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from ..write import safe_name
+from ..write import put_atomically, safe_name
 from .drawing import Drawn, compose_layers
 from .errors import RunError, UsageError
 from .inputs import output_path, with_image_extension
-from .series import series_ranges, series_strip, titled, write_gif
+from .series import gif_bytes, series_ranges, series_strip, titled
 
 DEFAULT_OUT_DIR = 'output'
 
@@ -40,6 +41,23 @@ def display_available() -> bool:
         return bool(os.environ.get('DISPLAY')
                     or os.environ.get('WAYLAND_DISPLAY'))
     return True
+
+
+def _check_writable(folder: str, option: str, given: str) -> None:
+    """Raise UsageError unless files can be created in ``folder``, trying
+    its nearest existing ancestor (nothing is created for a run that may
+    fail later)."""
+    existing = osp.abspath(folder)
+    while not osp.exists(existing):
+        existing = osp.dirname(existing)
+    try:
+        if not osp.isdir(existing):
+            raise NotADirectoryError(20, 'Not a directory')
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise UsageError(f'{option} {given!r}: cannot write into '
+                         f'{existing!r}: {error.strerror or error}.') from None
 
 
 class PictureSink:
@@ -81,6 +99,12 @@ class PictureSink:
         self.layer_cols = layer_cols
         self.gif_duration = gif_duration
         self.written: List[str] = []
+        # A folder that cannot take files fails now, not after the model.
+        if self.out_file:
+            _check_writable(osp.dirname(self.out_file) or '.', '--out-file',
+                            self.out_file)
+        elif self.out_dir:
+            _check_writable(self.out_dir, '--out-dir', self.out_dir)
 
     @property
     def series(self) -> bool:
@@ -88,11 +112,20 @@ class PictureSink:
         return len(self.labels) > 1
 
     def _write(self, path: str, image: np.ndarray) -> None:
-        folder = osp.dirname(path)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        if not cv2.imwrite(path, np.ascontiguousarray(image[..., ::-1])):
-            raise RunError(f'cannot write {path!r}.')
+        ok, encoded = cv2.imencode(
+            osp.splitext(path)[1], np.ascontiguousarray(image[..., ::-1]))
+        if not ok:
+            raise RunError(f'OpenCV cannot encode {path!r}; use .jpg or '
+                           '.png.')
+        self._save(path, encoded.tobytes())
+
+    def _save(self, path: str, data: bytes) -> None:
+        """Write ``data`` to ``path`` whole, or fail naming the reason."""
+        try:
+            put_atomically(data, path)
+        except OSError as error:
+            raise RunError(f'cannot write {path!r}: '
+                           f'{error.strerror or error}.') from error
         self.written.append(path)
 
     def _show(self, title: str, image: np.ndarray) -> None:
@@ -151,10 +184,8 @@ class PictureSink:
         for path, frame in zip(frame_paths, frames):
             self._write(path, frame)
         self._write(strip_path, strip)
-        os.makedirs(osp.dirname(gif_path) or '.', exist_ok=True)
-        write_gif(gif_path, frames, self.gif_duration)
-        self.written.append(gif_path)
-        ranges_path = osp.splitext(gif_path)[0] + '_ranges.json'
-        with open(ranges_path, 'w', encoding='utf-8') as f:
-            json.dump(series_ranges(self.labels, drawn.results), f, indent=1)
-        self.written.append(ranges_path)
+        self._save(gif_path, gif_bytes(frames, self.gif_duration))
+        self._save(
+            osp.splitext(gif_path)[0] + '_ranges.json',
+            json.dumps(series_ranges(self.labels, drawn.results),
+                       indent=1).encode())

@@ -4,6 +4,7 @@ The checkpoints share one value range per (image, layer)
 (:class:`~mmfeatvis.ranges.SeriesRanges`), so the strip and the GIF
 compare them colour for colour; each tile's title states that range.
 """
+import io
 import math
 from typing import Dict, List, Sequence, Tuple
 
@@ -83,14 +84,16 @@ def series_ranges(labels: Sequence[str],
     return summary
 
 
-def write_gif(path: str, frames: Sequence[np.ndarray],
-              duration_ms: int) -> None:
-    """Write RGB frames as a looping animated GIF with Pillow.
+def gif_bytes(frames: Sequence[np.ndarray], duration_ms: int) -> bytes:
+    """RGB frames as a looping animated GIF (Pillow), scaled down to at
+    most :data:`MAX_GIF_SIDE`.
 
     Args:
-        path (str): Output file.
         frames (Sequence[np.ndarray]): RGB uint8 frames of equal size.
         duration_ms (int): Display time of each frame.
+
+    Returns:
+        bytes: The GIF file.
     """
     from PIL import Image
     height, width = frames[0].shape[:2]
@@ -103,5 +106,8 @@ def write_gif(path: str, frames: Sequence[np.ndarray],
         if image.size != size:
             image = image.resize(size, Image.LANCZOS)
         images.append(image)
-    images[0].save(path, save_all=True, append_images=images[1:],
-                   duration=duration_ms, loop=0)
+    with io.BytesIO() as buffer:
+        images[0].save(buffer, format='GIF', save_all=True,
+                       append_images=images[1:], duration=duration_ms,
+                       loop=0)
+        return buffer.getvalue()

@@ -1,5 +1,8 @@
 """FeatmapVisHook: feature maps of a fixed probe image during training."""
 import logging
+import os
+import signal
+import threading
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -7,6 +10,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import EMAHook, Hook
 from mmengine.logging import print_log
 from mmengine.registry import DATASETS, HOOKS
+from mmengine.runner import IterBasedTrainLoop
 from torch import nn
 
 from ..capture import is_sharded, unwrap_model
@@ -14,8 +18,8 @@ from ..maps import ProbeMaps
 from ..pipeline import DrawOptions, FeatmapPipeline
 from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
 from ..ranges import ValueRangeTracker
-from ..write import (BackgroundWriter, check_image_format, prepare_backends,
-                     render_and_write)
+from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
+                     prepare_backends, render_and_write)
 
 CHECKPOINT_KEY = 'featvis_value_ranges'
 
@@ -85,6 +89,10 @@ class FeatmapVisHook(Hook):
         image_format (str): ``'jpg'`` (quality 92) or ``'png'`` (lossless,
             about 15 times slower to encode and 7 times larger) for the
             local files and TensorBoard images. Defaults to ``'jpg'``.
+        max_image_side (int, optional): Longest side of a per-layer image
+            (a top-k grid counts whole): a larger probe is drawn whole but
+            resampled, once with a warning. None: the probe's own size.
+            Defaults to 2048.
         probe_pipeline (list[dict], optional): Replaces the config's test
             pipeline for the probe. Defaults to None.
         async_write (bool): Wait for the maps, colour, encode and write on a
@@ -122,10 +130,12 @@ class FeatmapVisHook(Hook):
                  per_layer: bool = True,
                  overview: bool = True,
                  image_format: str = 'jpg',
+                 max_image_side: Optional[int] = 2048,
                  probe_pipeline: Optional[List[dict]] = None,
                  async_write: bool = True,
                  cuda_graphs: bool = True) -> None:
-        if not isinstance(interval, int) or interval <= 0:
+        if (isinstance(interval, bool) or not isinstance(interval, int)
+                or interval <= 0):
             raise ValueError(f'interval must be a positive integer, got '
                              f'{interval!r}.')
         self.probe_spec = ProbeBuilder.normalize_spec(probe)
@@ -143,7 +153,8 @@ class FeatmapVisHook(Hook):
         self.image_format = image_format
         self.with_stats = with_stats
         self.probe_pipeline = probe_pipeline
-        self._default_layers = target_layers == ('backbone', 'neck')
+        self._default_layers = (not isinstance(target_layers, str) and tuple(
+            target_layers) == ('backbone', 'neck'))
         options = DrawOptions(
             channel_reduction=channel_reduction,
             topk=topk,
@@ -152,7 +163,8 @@ class FeatmapVisHook(Hook):
             colormap=colormap,
             percentile=tuple(percentile) if percentile else None,
             draw_pred=draw_pred,
-            score_thr=score_thr)
+            score_thr=score_thr,
+            max_image_side=max_image_side)
         self.range_tracker = ValueRangeTracker(value_range)
         self.pipeline = FeatmapPipeline(
             target_layers,
@@ -165,6 +177,7 @@ class FeatmapVisHook(Hook):
         self._writer: Optional[BackgroundWriter] = None
         self._last_step: Optional[int] = None
         self._sharded: Optional[bool] = None
+        self._sigterm_handler = None
 
     # -- set-up: every configuration error surfaces here, before training --
     def before_run(self, runner) -> None:
@@ -175,6 +188,7 @@ class FeatmapVisHook(Hook):
             present = [n for n in ('backbone', 'neck') if hasattr(model, n)]
             self.pipeline.target_layers = present or ['backbone']
         layers = self.pipeline.resolve(model)
+        self._check_loop(runner)
         if not (self._is_sharded(runner) or is_main_process()):
             return
         builder = ProbeBuilder(
@@ -182,6 +196,7 @@ class FeatmapVisHook(Hook):
             pipeline=self.probe_pipeline,
             build_dataset=DATASETS.build)
         self.probes = builder.build(self.probe_spec, model)
+        self._check_drawable(runner, model)
         if is_main_process():  # the process that writes
             prepare_backends(runner.visualizer)
         if not getattr(runner.visualizer, '_vis_backends', None):
@@ -197,6 +212,54 @@ class FeatmapVisHook(Hook):
             f'{", ".join(layers)}; every {self.interval} '
             f'{"epoch(s)" if self.by_epoch else "iteration(s)"}.',
             logger='current')
+
+    def _check_loop(self, runner) -> None:
+        """``by_epoch`` must match the train loop: an iteration-based loop
+        has no epochs to count, so the hook would fire only at the start
+        and the end."""
+        loop = getattr(runner, '_train_loop', None)
+        if self.by_epoch and isinstance(loop, IterBasedTrainLoop):
+            raise ValueError(
+                'FeatmapVisHook: by_epoch=True counts epochs, but the train '
+                f'loop is {type(loop).__name__}, which has none (it would '
+                'fire only before and after training); set by_epoch=False '
+                'and give interval in iterations.')
+
+    def _check_drawable(self, runner, model: nn.Module) -> None:
+        """One probe pass before training: a layer that no firing could
+        draw stops the run now, with the reason."""
+        errors, warnings = self.pipeline.undrawable(
+            model,
+            self.probes,
+            call_model=runner.model if self._is_sharded(runner) else None)
+        if errors:
+            raise ValueError(
+                'FeatmapVisHook: these target layers would never be drawn: '
+                + '; '.join(f'{layer!r}: {reason}'
+                            for layer, reason in errors.items()) + '.')
+        self.pipeline.report_skipped(warnings)
+
+    def _watch_termination(self) -> None:
+        """On SIGTERM, finish the images being written, then end as the
+        process would without the hook (the previous handler, or the
+        default, which kills it)."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+            return  # someone else handles SIGTERM: leave it to them
+
+        def on_sigterm(signum, frame) -> None:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._close_writer(timeout=20)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        self._sigterm_handler = on_sigterm
+
+    def _unwatch_termination(self) -> None:
+        if (self._sigterm_handler is not None
+                and signal.getsignal(signal.SIGTERM) is self._sigterm_handler):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._sigterm_handler = None
 
     # -- when it fires --
     def before_train(self, runner) -> None:
@@ -236,8 +299,14 @@ class FeatmapVisHook(Hook):
         self._flush()
 
     def after_run(self, runner) -> None:
-        """Nothing may still be writing when the run ends."""
-        self._flush()
+        """Nothing may still be writing when the run ends: the writer
+        thread finishes its queue and stops, and failures are summed up."""
+        self._close_writer()
+        self._unwatch_termination()
+        failed = WRITE_FAILURES.summary()
+        if failed:
+            print_log(f'FeatmapVisHook: {failed}.', logger='current',
+                      level=logging.WARNING)
 
     # -- value ranges survive resuming --
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -326,11 +395,21 @@ class FeatmapVisHook(Hook):
     def _background(self) -> BackgroundWriter:
         if self._writer is None:
             self._writer = BackgroundWriter()
+            self._watch_termination()
         return self._writer
 
     def _flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+        if self._writer is not None and not self._writer.flush():
+            print_log(
+                'FeatmapVisHook: the writer thread is still busy after 10 '
+                'minutes; training goes on without waiting for it.',
+                logger='current',
+                level=logging.WARNING)
+
+    def _close_writer(self, timeout: float = 60.0) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close(timeout)
 
 
 def _class_names(runner, model: nn.Module) -> Optional[Sequence[str]]:

@@ -39,6 +39,22 @@ def draw_label(image: np.ndarray,
     return image
 
 
+def fitted_arrangement(arrangement: Sequence[int],
+                       num_tiles: int) -> Tuple[int, int]:
+    """``arrangement`` (rows, cols) shrunk in both directions to hold
+    ``num_tiles`` with no empty row: ``(100, 100)`` for 256 channels
+    becomes ``(16, 16)``, and an arrangement that fits stays.
+    """
+    rows, cols = int(arrangement[0]), int(arrangement[1])
+    num_tiles = max(1, int(num_tiles))
+    if rows * cols <= num_tiles:
+        return rows, cols
+    shrink = math.sqrt(num_tiles / (rows * cols))
+    rows = max(1, min(rows, round(rows * shrink)))
+    cols = min(cols, math.ceil(num_tiles / rows))
+    return math.ceil(num_tiles / cols), cols
+
+
 def grid_canvas(rows: int,
                 cols: int,
                 tile_hw: Tuple[int, int],
@@ -115,7 +131,9 @@ def _fit(image: np.ndarray, tile_hw: Tuple[int, int],
     scale = min(th / h, tw / w)
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
     if (nh, nw) != (h, w):
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        # Large enlargements (a tiny probe) keep their pixels sharp.
+        interp = (cv2.INTER_AREA if scale < 1 else
+                  cv2.INTER_NEAREST if scale >= 4 else cv2.INTER_LINEAR)
         image = cv2.resize(image, (nw, nh), interpolation=interp)
     out = np.full((th, tw, 3), background, np.uint8)
     y, x = (th - nh) // 2, (tw - nw) // 2

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from mmengine.runner import FlexibleRunner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-import test_hook_plain_model  # noqa: E402,F401  (registers the model)
+import conftest  # noqa: E402,F401  (registers the model)
 
 from report import train_and_report  # noqa: E402
 
