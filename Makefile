@@ -1,7 +1,7 @@
 # mmfeatvis developer entry points. Each target sets up .venv first (idempotent).
 PYTHON := .venv/bin/python
 
-.PHONY: env test lint unit demo readme-images clean
+.PHONY: env test lint unit quick demo readme-images clean
 
 env:
 	bash scripts/setup_env.sh
@@ -12,6 +12,11 @@ lint: env
 
 unit: env
 	$(PYTHON) -m pytest -q
+
+# The fast loop: everything but Runner trainings of real models and CLI
+# subprocesses (the tests marked slow).
+quick: env
+	$(PYTHON) -m pytest -q -m "not slow"
 
 # The README's test command, and the one CI runs: lint, then the whole suite.
 test: lint unit

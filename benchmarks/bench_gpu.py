@@ -8,9 +8,10 @@ random weights, whose backbone and neck give 128x80x80, 256x40x40 and
 512x20x20 maps at 640x640 input, as mmyolo's YOLOv5-s does.
 
 The probe goes through ``mmfeatvis.pipeline.FeatmapPipeline`` with the
-hook's defaults (``select_max``, percentile (1, 99), value range of the
-first firing, statistics), in tensor mode. Alternating, medians over
-``--repeats``, each call between ``torch.cuda.synchronize()``:
+hook's defaults (``select_max``, percentile (1, 99), statistics) and
+``--value-range`` (default: the hook's, ``'adaptive'``), in tensor mode.
+Alternating, medians over ``--repeats``, each call between
+``torch.cuda.synchronize()``:
 
 - forward: ``model(inputs)`` in eval mode without gradients;
 - capture: the probe pass with the forward hooks, no reduction;
@@ -98,6 +99,9 @@ def parse_args() -> argparse.Namespace:
                         "(needs no mmcv); 'mmyolo': mmyolo's YOLOv5-s from "
                         'its shipped config, probe prepared by its test '
                         'pipeline, tensor mode (needs mmcv, mmdet, mmyolo)')
+    parser.add_argument('--value-range', default='adaptive',
+                        help="the hook's value_range (default: its default, "
+                        "'adaptive')")
     parser.add_argument('--json', metavar='PATH', help='write results here')
     return parser.parse_args()
 
@@ -287,30 +291,34 @@ def alternate(fns: Dict[str, Callable[[], float]],
 
 
 def make_pipeline(model: nn.Module, stats: bool = True,
-                  ranges: bool = True) -> FeatmapPipeline:
+                  ranges: bool = True,
+                  value_range: str = 'adaptive') -> FeatmapPipeline:
     """A pipeline with the hook's defaults, resolved on ``model``.
 
     Args:
         stats (bool): Compute activation statistics (``with_stats``).
-        ranges (bool): Keep value ranges (the hook's ``'first'``); without,
-            no range is measured on the device (each map is normalised when
-            it is rendered, on the host).
+        ranges (bool): Keep value ranges (``value_range``); without, each
+            map is drawn on its own range (``'per_image'``, which keeps
+            nothing).
+        value_range (str): The hook's option. Defaults to its default.
     """
     pipeline = FeatmapPipeline(
         ['backbone', 'neck'],
         DrawOptions(channel_reduction='select_max', topk=4,
                     percentile=(1, 99), draw_pred=False),
-        ValueRangeTracker('first') if ranges else None, with_stats=stats)
+        ValueRangeTracker(value_range if ranges else 'per_image'),
+        with_stats=stats)
     pipeline.resolve(model)
     return pipeline
 
 
 def ablation(model: nn.Module, probe: Probe, device: str, repeats: int,
-             forward: Callable[[], float]) -> List[Dict[str, Any]]:
+             forward: Callable[[], float],
+             value_range: str = 'adaptive') -> List[Dict[str, Any]]:
     """Time capture + reduce with parts of the reduction switched off,
     alternating with the plain forward; count each variant's syncs."""
     from bench_transfer import count_syncs
-    variants = dict(default=make_pipeline(model),
+    variants = dict(default=make_pipeline(model, value_range=value_range),
                     no_stats=make_pipeline(model, stats=False),
                     no_ranges=make_pipeline(model, ranges=False),
                     neither=make_pipeline(model, False, False))
@@ -360,7 +368,7 @@ def main() -> None:
         label, kwargs = 'plain_yolov5s@640', {}
         description = ('plain-PyTorch YOLOv5-s layout (not mmyolo; random '
                        'init)')
-    pipeline = make_pipeline(model)
+    pipeline = make_pipeline(model, value_range=args.value_range)
     out_dir = tempfile.mkdtemp(prefix='bench_gpu_')
     visualizer = make_visualizer(out_dir, 'bench_gpu')
     pending: List[Any] = []
@@ -444,7 +452,7 @@ def main() -> None:
     if args.ablation:
         print()
         ablated = ablation(model, probe, device, args.repeats,
-                           synced(forward, device))
+                           synced(forward, device), args.value_range)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(device=name, torch=torch.__version__,

@@ -12,6 +12,7 @@ than Python can.
 """
 import itertools
 import logging
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 import torch
@@ -46,8 +47,9 @@ class ReplayedReduction:
             shapes, dtypes and strides are the graph's inputs.
         reduction (callable): ``reduction(features) -> (template,
             tensors)``. It must make no host synchronisation and keep no
-            state between calls: the graph replays its device work only,
-            so its Python side runs once, here.
+            state between calls but device tensors it updates in place
+            (``'adaptive'`` value ranges): the graph replays its device
+            work only, so its Python side runs once, here.
 
     Raises:
         RuntimeError: The reduction could not be recorded (for example it
@@ -98,18 +100,33 @@ class ReplayedReduction:
         return self.template, copy
 
 
+#: Recordings kept at once (the hook's probes; the CLI draws many images
+#: of different sizes, and each recording holds device memory).
+MAX_RECORDINGS_KEPT = 8
+
+
+def _evict_oldest(recordings: 'OrderedDict', keep: int) -> None:
+    while len(recordings) > keep:
+        recordings.popitem(last=False)
+
+
 class ReplayCache:
-    """Recorded reductions by :func:`graph_key`; a key whose recording
+    """Recorded reductions by :func:`graph_key`, the
+    :data:`MAX_RECORDINGS_KEPT` most recently used; a key whose recording
     failed runs eagerly from then on, reported once."""
 
     def __init__(self) -> None:
-        self._graphs: Dict[Hashable, Optional[ReplayedReduction]] = {}
+        self._graphs: 'OrderedDict[Hashable, Optional[ReplayedReduction]]' = (
+            OrderedDict())
 
     def get(self, key: Hashable, features: Dict[str, torch.Tensor],
             reduction: Reduction) -> Optional[ReplayedReduction]:
         """The recorded reduction for ``key``, recorded now if new; None
         if it cannot be recorded."""
-        if key not in self._graphs:
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+        else:
+            _evict_oldest(self._graphs, MAX_RECORDINGS_KEPT - 1)
             try:
                 self._graphs[key] = ReplayedReduction(features, reduction)
             except Exception as error:  # eager reduction still works
@@ -190,7 +207,8 @@ class ForwardReplays:
 
     def __init__(self, max_recordings: int = 3) -> None:
         self.max_recordings = max_recordings
-        self._replays: Dict[Hashable, ReplayedForward] = {}
+        self._replays: 'OrderedDict[Hashable, ReplayedForward]' = (
+            OrderedDict())
         self._recordings: Dict[Hashable, int] = {}
         self._given_up: set = set()
 
@@ -238,6 +256,7 @@ class ForwardReplays:
                 level=logging.INFO)
             return None
         self._recordings[key] += 1
+        _evict_oldest(self._replays, MAX_RECORDINGS_KEPT - 1)
         try:
             self._replays[key] = ReplayedForward(model, run)
         except Exception as error:  # the eager forward still works

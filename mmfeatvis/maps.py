@@ -165,10 +165,6 @@ class ProbeMaps:
         """The reduced maps, on the host."""
         return self.wait()._layers
 
-    @layers.setter
-    def layers(self, layers: List[ReducedLayer]) -> None:
-        self._completion, self._layers = None, layers
-
     @property
     def stats(self) -> Dict[str, Dict[str, float]]:
         """Activation statistics per map."""

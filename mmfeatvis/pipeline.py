@@ -1,9 +1,10 @@
 """The probe -> capture -> reduce -> render flow, shared by hook and CLI.
 
-:class:`FeatmapPipeline` holds the drawing options and resolved layers; its
-:meth:`~FeatmapPipeline.run` feeds prepared probes through a model inside
-:func:`~mmfeatvis.isolation.isolated_inference` and returns rendered images
-and statistics, ready for a writer.
+:class:`FeatmapPipeline` holds the drawing options and resolved layers:
+:meth:`~FeatmapPipeline.capture` feeds prepared probes through a model
+inside :func:`~mmfeatvis.isolation.isolated_inference`,
+:meth:`~FeatmapPipeline.reduce` reduces the maps on their device and
+:meth:`~FeatmapPipeline.render` draws them, ready for a writer.
 """
 import dataclasses
 import functools
@@ -330,7 +331,7 @@ class FeatmapPipeline:
         if key is None or self.options.channel_reduction == 'pca':
             return None
         if not all(
-                self.range_tracker.is_frozen((probe.name, layer))
+                self.range_tracker.replayable((probe.name, layer))
                 for layer in tensors):
             return None
         return self._replays.get(key, tensors,
@@ -361,9 +362,7 @@ class FeatmapPipeline:
             if tracker.needs_values(key):
                 values = content.maps
         norm_range = tracker.update(key, observed, values)
-        kept = tracker.kept(key)
-        if not isinstance(kept, torch.Tensor):
-            kept = None
+        kept = tracker.to_settle(key)
         stats = activation_stats_tensor(featmap) if self.with_stats else None
         return DeviceLayer(layer, reduced, key, norm_range, kept, stats,
                            tracker.was_reanchored(key))
@@ -517,18 +516,6 @@ class FeatmapPipeline:
                     logger='current',
                     level=logging.WARNING)
 
-    def run(self,
-            model: nn.Module,
-            probes: Sequence[Probe],
-            call_model: Optional[Callable[..., Any]] = None,
-            class_names: Optional[Sequence[str]] = None) -> List[ProbeResult]:
-        """Capture, reduce and render every probe, in this thread."""
-        return [
-            self.render(self.reduce(probe, features, outputs), class_names)
-            for probe, features, outputs in self.capture(
-                model, probes, call_model)
-        ]
-
 
 def _layer_of(name: str) -> str:
     """The module a captured map's name comes from: ``'neck'`` for
@@ -538,11 +525,14 @@ def _layer_of(name: str) -> str:
 
 def _forward_key(model: nn.Module, probe: Probe) -> Hashable:
     """What a recorded forward is for: the graph reads the probe's input
-    where it is, so another input (even under the same name) needs its own
-    recording."""
+    where it is, with its shape and dtype, so another input (even under
+    the same name, or at an address the allocator gave again) needs its
+    own recording."""
     inputs = probe.data.get('inputs')
-    where = inputs.data_ptr() if isinstance(inputs, torch.Tensor) else None
-    return probe.name, id(model), where
+    if not isinstance(inputs, torch.Tensor):
+        return probe.name, id(model), None
+    return (probe.name, id(model), inputs.data_ptr(), tuple(inputs.shape),
+            inputs.dtype)
 
 
 def _content_only(reduced: ReducedFeatmap,

@@ -136,16 +136,13 @@ def read_rgb(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
     except Exception as error:  # a URL without network, a bad backend
         raise OSError(f'cannot read the probe image {path!r}: '
                       f'{type(error).__name__}: {error}') from error
-    # Imported here so that the capture and reduce stages import without
-    # mmcv's compiled extension (e.g. on a machine with only torch).
-    import mmcv
-
-    # Decode as BGR first: mmcv's RGB path fails inside OpenCV on bad data
-    # instead of returning None.
-    image = mmcv.imfrombytes(content, flag='color', channel_order='bgr')
+    # OpenCV straight away (mmcv's reader is the same call): reading a
+    # probe then needs no compiled mmcv, on a machine with only torch.
+    data = np.frombuffer(content, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise ValueError(f'Probe image {path!r} is not a readable image.')
-    return mmcv.bgr2rgb(image)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def probe_name(source: str, index: int, taken: Sequence[str]) -> str:

@@ -4,8 +4,10 @@ The whole policy lives here. The pipeline measures a map's range (over the
 image content, clipped to a percentile) when the tracker asks for it
 (:meth:`ValueRangeTracker.needs_measurement`), hands it to
 :meth:`ValueRangeTracker.update` and draws with what comes back; it replays
-a recorded reduction only for keys the tracker calls frozen
-(:meth:`ValueRangeTracker.is_frozen`). Modes:
+a recorded reduction only for keys whose update is device work alone
+(:meth:`ValueRangeTracker.replayable`), and puts host copies back only
+where the tracker asks for them (:meth:`ValueRangeTracker.to_settle`).
+Modes:
 
 * ``'adaptive'`` keeps each (probe, layer) range across firings, so
   neighbouring steps compare colour for colour, and re-anchors it to the
@@ -15,6 +17,10 @@ a recorded reduction only for keys the tracker calls frozen
   scratch grows activations by orders of magnitude, and a frozen range
   then saturates every later picture; a re-anchored range is flagged
   (:meth:`ValueRangeTracker.was_reanchored`) so the picture can say so.
+  The kept range is a (2,) tensor on the maps' device, computed with
+  ``torch.where`` (no host sync); on a GPU it is updated in place, so that
+  a recorded reduction (a CUDA graph) that reads and writes it can be
+  replayed.
 * ``'first'`` freezes the range of the first firing: growth shows as
   saturation, decay as fading.
 * ``'running'`` follows an exponential moving average of the ranges.
@@ -164,17 +170,29 @@ class ValueRangeTracker:
         (to count the pixels beyond the kept range)."""
         return self.mode == 'adaptive'
 
-    def is_frozen(self, key: Hashable) -> bool:
-        """Whether :meth:`update` for ``key`` changes nothing any more, so
-        that a recorded reduction may be replayed: a fixed or a frozen
-        ``'first'`` range (settled to floats), or ``'per_image'``, which
-        keeps nothing."""
+    def replayable(self, key: Hashable) -> bool:
+        """Whether :meth:`update` for ``key`` is device work alone, so that
+        a recorded reduction (which replays device work only) may stand in
+        for it: a fixed or a frozen ``'first'`` range (settled to floats),
+        ``'per_image'`` (keeps nothing) and ``'adaptive'`` once its kept
+        range is a CUDA tensor (updated in place)."""
         if self.mode in ('fixed', 'per_image'):
             return True
+        with self._lock:
+            kept = self.ranges.get(key)
         if self.mode == 'first':
-            with self._lock:
-                return isinstance(self.ranges.get(key), tuple)
-        return False
+            return isinstance(kept, tuple)
+        return self.mode == 'adaptive' and isinstance(
+            kept, torch.Tensor) and kept.device.type == 'cuda'
+
+    def to_settle(self, key: Hashable) -> Optional[torch.Tensor]:
+        """The device tensor kept for ``key`` whose host copy should
+        replace it (:meth:`settle`), or None. ``'adaptive'`` keeps its
+        device tensor, which recorded reductions update in place."""
+        if self.mode == 'adaptive':
+            return None
+        kept = self.kept(key)
+        return kept if isinstance(kept, torch.Tensor) else None
 
     def update(self,
                key: Hashable,
@@ -219,7 +237,18 @@ class ValueRangeTracker:
                     previous[0] * (1 - weight) + observed[0] * weight,
                     previous[1] * (1 - weight) + observed[1] * weight)
             else:
-                current = self._reanchor(key, previous, observed, values)
+                current = _widened(
+                    self._reanchor(key, previous, observed, values))
+                if (isinstance(previous, torch.Tensor)
+                        and previous.device.type == 'cuda'
+                        and previous.device == current.device
+                        and previous.dtype == current.dtype):
+                    # In place, so that a recorded graph reads and writes
+                    # it. Only on a GPU: there the host copy of a firing is
+                    # a packed snapshot, whereas on the CPU the maps' host
+                    # copy would be this very tensor.
+                    previous.copy_(current)
+                    return previous
             current = _widened(current)
             self.ranges[key] = current
             return current
@@ -346,8 +375,8 @@ class SeriesRanges(ValueRangeTracker):
         """Only ranges are merged."""
         return False
 
-    def is_frozen(self, key: Hashable) -> bool:
-        """The shared range changes with every checkpoint."""
+    def replayable(self, key: Hashable) -> bool:
+        """The shared range changes with every checkpoint, on the host."""
         return False
 
     def update(self,

@@ -370,9 +370,8 @@ def write_results(visualizer: Visualizer,
                   step: int,
                   per_layer: bool = True,
                   overview: bool = True,
-                  stats: bool = True,
                   image_format: str = 'jpg') -> List[str]:
-    """Send images (and statistics) of one firing to every backend.
+    """Send the images of one firing to every backend.
 
     Args:
         visualizer (Visualizer): Usually ``runner.visualizer``.
@@ -380,11 +379,10 @@ def write_results(visualizer: Visualizer,
         step (int): The training iteration, so images line up with losses.
         per_layer (bool): Write one image per captured map.
         overview (bool): Write one composed image per probe.
-        stats (bool): Write activation statistics as scalars.
         image_format (str): ``'jpg'`` or ``'png'``; see :func:`add_image`.
 
     Returns:
-        list[str]: The image names written.
+        list[str]: The image tags written.
     """
     written: List[str] = []
     for result in results:
@@ -400,8 +398,6 @@ def write_results(visualizer: Visualizer,
                 add_image(visualizer, name, result.layer_images[layer], step,
                           image_format)
                 written.append(name)
-    if stats:
-        write_scalars(visualizer, stat_scalars(results), step)
     return written
 
 
@@ -447,7 +443,7 @@ def render_and_write(visualizer: Visualizer,
         for item in maps
     ]
     return write_results(visualizer, results, step, per_layer, overview,
-                         stats=False, image_format=image_format)
+                         image_format)
 
 
 class BackgroundWriter:

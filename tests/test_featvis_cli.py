@@ -27,6 +27,10 @@ from mmfeatvis.probe import ProbeBuilder
 from mmfeatvis.render import (colour_bar_height, compose_panels, get_lut,
                               valid_region)
 
+# Every test here runs the command line in a subprocess, or builds the
+# models it draws (pytest -m "not slow" leaves it out).
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL = osp.join(REPO, 'tools', 'featvis.py')
 YOLO = 'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'

@@ -7,6 +7,9 @@ from mmengine.runner import Runner
 
 from mmfeatvis.testing import make_shapes_dataset, read_tensorboard
 
+# Runner trainings from the shipped example configs.
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 

@@ -87,6 +87,27 @@ def test_replays_follow_in_place_weight_updates():
     _assert_same(replayed, _eager(model, probe))
 
 
+def test_recordings_follow_the_input_shape_and_the_oldest_go():
+    from mmfeatvis.graphs import MAX_RECORDINGS_KEPT
+    model, _, pipeline = _setup()
+    probes = [
+        Probe('probe', torch.zeros(8 * (i + 2), 64, 3,
+                                   dtype=torch.uint8).numpy(),
+              dict(inputs=torch.randn(1, 3, 8 * (i + 2), 64, device='cuda')))
+        for i in range(MAX_RECORDINGS_KEPT + 2)
+    ]
+    keys = [_forward_key(model, probe) for probe in probes]
+    assert len(set(keys)) == len(keys)  # one name, many shapes
+    for probe in probes:
+        for _ in range(2):  # eager, then recorded
+            (_, features, _), = pipeline.capture(model, [probe])
+        _assert_same(features, _eager(model, probe))
+    kept = [pipeline.forward_replays.recorded(key) is not None
+            for key in keys]
+    # The most recent ones stay; the oldest were evicted.
+    assert kept == [False] * 2 + [True] * MAX_RECORDINGS_KEPT
+
+
 def test_moved_weights_are_recorded_again():
     model, probe, pipeline = _setup()
     key = _forward_key(model, probe)

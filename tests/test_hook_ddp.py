@@ -6,7 +6,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from mmfeatvis.testing import make_shapes_dataset, read_tensorboard
+
+# torchrun with two processes per test.
+pytestmark = pytest.mark.slow
 
 DIST = osp.join(osp.dirname(osp.abspath(__file__)), 'dist')
 

@@ -16,6 +16,9 @@ from mmengine.runner import Runner
 from mmfeatvis.testing import (make_shapes_dataset, make_shapes_segmentation,
                                read_tensorboard)
 
+# Runner trainings of mmdet and mmseg models.
+pytestmark = pytest.mark.slow
+
 VIS_BACKENDS = [
     dict(type='LocalVisBackend'),
     dict(type='TensorboardVisBackend')

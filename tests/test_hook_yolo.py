@@ -19,6 +19,9 @@ from mmengine.visualization import BaseVisBackend
 from mmfeatvis.testing import (make_shapes_dataset, read_scalar_log,
                                read_tensorboard, read_tensorboard_image)
 
+# Runner trainings of mmyolo's YOLOv5-n.
+pytestmark = pytest.mark.slow
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'yolov5_n_shapes.py')
 

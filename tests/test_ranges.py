@@ -6,7 +6,7 @@ from mmfeatvis.ranges import (REANCHOR_SHARE, SeriesRanges, ValueRangeTracker,
                               range_floats, union_range)
 
 
-def test_first_range_is_frozen():
+def test_first_range_replayable():
     tracker = ValueRangeTracker('first')
     assert tracker.update('a', (0.0, 1.0)) == (0.0, 1.0)
     assert tracker.update('a', (0.0, 10.0)) == (0.0, 1.0)
@@ -20,7 +20,7 @@ def test_running_range_moves_slowly_and_per_image_keeps_nothing():
     per_image = ValueRangeTracker('per_image')
     assert per_image.update('a', (0.0, 1.0)) == (0.0, 1.0)
     assert per_image.update('a', (0.0, 5.0)) == (0.0, 5.0)
-    assert per_image.ranges == {} and per_image.is_frozen('a')
+    assert per_image.ranges == {} and per_image.replayable('a')
 
 
 def test_constant_first_map_gets_a_usable_range_and_state_round_trips():
@@ -138,21 +138,31 @@ def test_adaptive_tolerates_a_few_saturated_pixels():
 
 def test_policy_questions_the_pipeline_asks():
     first = ValueRangeTracker('first')
-    assert first.needs_measurement('k') and not first.is_frozen('k')
+    assert first.needs_measurement('k') and not first.replayable('k')
     first.update('k', _as_tensor((0.0, 1.0)))
     assert not first.needs_measurement('k')
-    assert not first.is_frozen('k')  # still on the device
+    assert not first.replayable('k')  # still on the device
     first.settle('k', first.kept('k'), (0.0, 1.0))
-    assert first.is_frozen('k')
+    assert first.replayable('k')
     fixed = ValueRangeTracker((0.0, 5.0))
-    assert not fixed.needs_measurement('k') and fixed.is_frozen('k')
+    assert not fixed.needs_measurement('k') and fixed.replayable('k')
     assert fixed.update('k', None) == (0.0, 5.0)
-    for mode in ('adaptive', 'running'):
-        tracker = ValueRangeTracker(mode)
-        tracker.update('k', (0.0, 1.0), _values(0.0, 1.0))
-        assert tracker.needs_measurement('k') and not tracker.is_frozen('k')
+    running = ValueRangeTracker('running')
+    running.update('k', (0.0, 1.0), _values(0.0, 1.0))
+    assert running.needs_measurement('k') and not running.replayable('k')
+    # 'adaptive' keeps its tensor (on a GPU it updates it in place, and
+    # a recorded reduction may replay; see test_sync_free).
+    adaptive = ValueRangeTracker('adaptive')
+    adaptive.update('k', _as_tensor((0.0, 1.0)), _values(0.0, 1.0))
+    assert adaptive.needs_measurement('k')
+    assert adaptive.to_settle('k') is None
+    assert not adaptive.replayable('k')  # a CPU tensor: no graphs here
+    kept = adaptive.kept('k')
+    again = adaptive.update('k', _as_tensor((0.0, 9.0)), _values(0.0, 9.0))
+    assert range_floats(again) == (0.0, 9.0)
+    assert range_floats(kept) == (0.0, 1.0)  # a firing's copy stays
     assert ValueRangeTracker('adaptive').needs_values('k')
-    assert not SeriesRanges('union').is_frozen('k')
+    assert not SeriesRanges('union').replayable('k')
     assert SeriesRanges('union').needs_measurement('k')
 
 
