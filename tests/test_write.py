@@ -7,6 +7,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+import torch
 from mmengine.registry import VISBACKENDS
 from mmengine.visualization import BaseVisBackend, LocalVisBackend, Visualizer
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import \
@@ -178,3 +179,44 @@ def test_background_writer_never_hangs_the_caller():
     release.set()
     writer.close(timeout=10)
     assert not writer.alive
+
+
+def test_a_dead_writer_thread_never_hangs_training():
+    writer = BackgroundWriter()
+
+    def dies():
+        raise SystemExit('the worker thread ends here')
+
+    writer.submit(dies, 'a job that kills the worker')
+    writer._thread.join(timeout=10)
+    assert not writer.alive
+    start = time.monotonic()
+    writer.flush(timeout=30)
+    assert time.monotonic() - start < 5  # nothing waits for a dead thread
+    done = []
+    writer.submit(lambda: done.append(1), 'the next firing')
+    assert done == [1]  # drawn on the caller's thread instead
+    writer.close()
+
+
+def test_the_writer_thread_leaves_torchs_thread_count_alone():
+    from mmfeatvis.threads import one_intraop_thread
+    seen = {}
+
+    @one_intraop_thread
+    def small_tensor_work(where):
+        seen[where] = torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        small_tensor_work('main')
+        worker = threading.Thread(target=small_tensor_work, args=('writer', ))
+        worker.start()
+        worker.join()
+        # One thread for the main thread's small ops; the writer thread
+        # changes nothing process-wide (it sees the count as it is).
+        assert seen == {'main': 1, 'writer': 2}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

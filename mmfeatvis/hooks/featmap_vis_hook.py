@@ -228,7 +228,7 @@ class FeatmapVisHook(Hook):
     def _check_drawable(self, runner, model: nn.Module) -> None:
         """One probe pass before training: a layer that no firing could
         draw stops the run now, with the reason."""
-        errors, warnings = self.pipeline.undrawable(
+        errors, glob_matches = self.pipeline.undrawable(
             model,
             self.probes,
             call_model=runner.model if self._is_sharded(runner) else None)
@@ -237,7 +237,7 @@ class FeatmapVisHook(Hook):
                 'FeatmapVisHook: these target layers would never be drawn: '
                 + '; '.join(f'{layer!r}: {reason}'
                             for layer, reason in errors.items()) + '.')
-        self.pipeline.report_skipped(warnings)
+        self.pipeline.report_skipped(glob_matches)
 
     def _watch_termination(self) -> None:
         """On SIGTERM, finish the images being written, then end as the
