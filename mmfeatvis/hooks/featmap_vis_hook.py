@@ -20,6 +20,7 @@ from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
 from ..ranges import ValueRangeTracker
 from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
                      prepare_backends, render_and_write)
+from ..write.backends import built_train_loop, vis_backends
 
 CHECKPOINT_KEY = 'featvis_value_ranges'
 
@@ -199,7 +200,7 @@ class FeatmapVisHook(Hook):
         self._check_drawable(runner, model)
         if is_main_process():  # the process that writes
             prepare_backends(runner.visualizer)
-        if not getattr(runner.visualizer, '_vis_backends', None):
+        if not vis_backends(runner.visualizer):
             print_log(
                 'FeatmapVisHook: the visualizer has no backends, so maps are '
                 'drawn but not stored; add vis_backends (see '
@@ -217,7 +218,7 @@ class FeatmapVisHook(Hook):
         """``by_epoch`` must match the train loop: an iteration-based loop
         has no epochs to count, so the hook would fire only at the start
         and the end."""
-        loop = getattr(runner, '_train_loop', None)
+        loop = built_train_loop(runner)
         if self.by_epoch and isinstance(loop, IterBasedTrainLoop):
             raise ValueError(
                 'FeatmapVisHook: by_epoch=True counts epochs, but the train '

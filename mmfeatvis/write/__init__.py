@@ -1,30 +1,35 @@
-"""Write stage: rendered maps and statistics into Visualizer backends.
+"""Stage "write": rendered maps and statistics into Visualizer backends.
 
 Everything goes through an mmengine ``Visualizer`` so each configured backend
 (local image files, TensorBoard, WandB, ...) receives it. Image tags hold
 ``/`` (TensorBoard groups by it); file names are made safe, since
 mmengine's local backend joins them into a path.
 """
-import atexit
-import functools
-import logging
 import os
 import os.path as osp
-import queue
 import re
 import threading
-import time
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
-                    Tuple)
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from mmengine.logging import print_log
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
                                     Visualizer)
 
-from .maps import OVERVIEW_TILE_SIDE, ProbeMaps, ProbeResult
-from .pipeline import FeatmapPipeline
+from ..maps import OVERVIEW_TILE_SIDE, ProbeMaps, ProbeResult
+from ..pipeline import FeatmapPipeline
+from .backends import (local_image_dir, local_save_dir, masked_crc32c,
+                       tensorboard_file_writer, use_compiled_crc32c,
+                       vis_backends)
+from .background import BackgroundWriter, log_warning
+
+__all__ = [
+    'BackgroundWriter', 'WRITE_FAILURES', 'WriteFailures', 'add_image',
+    'check_image_format', 'encode_image', 'image_names', 'image_tag',
+    'masked_crc32c', 'overview_name', 'prepare_backends', 'put_atomically',
+    'render_and_write', 'safe_name', 'stat_scalars', 'use_compiled_crc32c',
+    'write_results', 'write_scalars'
+]
 
 NAME_PREFIX = 'featvis'
 JPEG_QUALITY = 92
@@ -143,7 +148,7 @@ def add_image(visualizer: Visualizer,
         image_format (str): ``'jpg'`` (default) or ``'png'`` (lossless).
     """
     encoded: Optional[bytes] = None
-    for backend in getattr(visualizer, '_vis_backends', {}).values():
+    for backend in vis_backends(visualizer).values():
         # One backend's failure (a full or read-only disk) must not keep
         # the image from the others.
         target = f'image {name!r} of step {step}'
@@ -158,10 +163,8 @@ def add_image(visualizer: Visualizer,
                 encoded = encode_image(image, image_format)
             if kind == 'local':
                 file_name = f'{safe_name(name)}_{step}.{image_format}'
-                target = osp.join(backend._save_dir, file_name)
-                # .experiment initialises the backend (its folders).
-                target = osp.join(backend.experiment._img_save_dir,
-                                  file_name)
+                target = osp.join(local_save_dir(backend), file_name)
+                target = osp.join(local_image_dir(backend), file_name)
                 put_atomically(encoded, target)
             else:
                 _add_tensorboard_image(backend, name, encoded, image.shape,
@@ -207,11 +210,11 @@ class WriteFailures:
             first = kind not in self.counts
             self.counts[kind] = self.counts.get(kind, 0) + 1
         if first:
-            _warn(f'{backend} could not write {target} '
-                  f'({type(error).__name__}: {error}); the image was skipped '
-                  'there (other backends still got it) and training goes '
-                  'on. Later failures of this kind are counted, not '
-                  'repeated.')
+            log_warning(
+                f'{backend} could not write {target} '
+                f'({type(error).__name__}: {error}); the image was skipped '
+                'there (other backends still got it) and training goes on. '
+                'Later failures of this kind are counted, not repeated.')
 
     def summary(self) -> Optional[str]:
         """One line about every failure since the last summary, or None;
@@ -248,12 +251,6 @@ def _stock(backend: Any, base: type, *methods: str) -> bool:
         for name in methods)
 
 
-def _tensorboard_file_writer(backend: TensorboardVisBackend) -> Any:
-    """The event file writer behind ``backend``, checksumming in C."""
-    use_compiled_crc32c()
-    return backend.experiment._get_file_writer()
-
-
 def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
                            encoded: bytes, shape: Tuple[int, ...],
                            step: int) -> None:
@@ -267,7 +264,7 @@ def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
                 colorspace=3,
                 encoded_image_string=encoded))
     ])
-    _tensorboard_file_writer(backend).add_summary(summary, step)
+    tensorboard_file_writer(backend).add_summary(summary, step)
 
 
 def prepare_backends(visualizer: Visualizer) -> None:
@@ -283,43 +280,12 @@ def prepare_backends(visualizer: Visualizer) -> None:
     compiled (:func:`use_compiled_crc32c`). Call it on the process that
     writes only: initialising a TensorBoard backend creates its event file.
     """
-    for backend in getattr(visualizer, '_vis_backends', {}).values():
+    for backend in vis_backends(visualizer).values():
         if isinstance(backend, (LocalVisBackend, TensorboardVisBackend)):
             backend.experiment  # the property initialises the backend
         if isinstance(backend, TensorboardVisBackend):
             import tensorboard.compat.proto.summary_pb2  # noqa: F401
             use_compiled_crc32c()
-
-
-@functools.lru_cache(maxsize=None)
-def use_compiled_crc32c() -> bool:
-    """Let TensorBoard's event writer checksum records in C.
-
-    Without TensorFlow, TensorBoard computes each record's CRC-32C in a
-    pure-Python loop: about 12 ms for one 70 KB image, holding the GIL
-    that the training thread needs. With ``google-crc32c`` (the
-    ``tensorboard`` extra) installed, its C implementation, which gives the
-    same checksums, replaces that function.
-
-    Returns:
-        bool: Whether the compiled checksum is in use.
-    """
-    try:
-        import google_crc32c
-        from tensorboard.summary.writer import record_writer
-    except ImportError:
-        return False
-    if google_crc32c.implementation != 'c':
-        return False
-    record_writer.masked_crc32c = masked_crc32c
-    return True  # once per process: the replacement stays
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC-32C of ``data``, computed in C."""
-    import google_crc32c
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
@@ -342,7 +308,7 @@ def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
     groups: Dict[str, Dict[str, float]] = {}
     for name, value in scalars.items():
         groups.setdefault(name.rpartition('/')[0], {})[name] = value
-    for backend in getattr(visualizer, '_vis_backends', {}).values():
+    for backend in vis_backends(visualizer).values():
         try:
             if _stock(backend, TensorboardVisBackend, 'add_scalars',
                       'add_scalar'):
@@ -362,7 +328,7 @@ def _add_tensorboard_scalars(backend: TensorboardVisBackend,
         Summary.Value(tag=name, simple_value=float(value))
         for name, value in scalars.items()
     ])
-    _tensorboard_file_writer(backend).add_summary(summary, step)
+    tensorboard_file_writer(backend).add_summary(summary, step)
 
 
 def write_results(visualizer: Visualizer,
@@ -444,134 +410,3 @@ def render_and_write(visualizer: Visualizer,
     ]
     return write_results(visualizer, results, step, per_layer, overview,
                          image_format)
-
-
-class BackgroundWriter:
-    """Runs drawing-and-writing jobs on one worker thread, in order.
-
-    The training thread only captures and reduces; colouring, resizing,
-    encoding and file I/O happen here, off the training loop.
-
-    Lifecycle and protocol:
-
-    * :meth:`submit` queues a job; while ``max_pending`` jobs wait it
-      waits up to ``submit_timeout`` seconds for room (a slow disk delays
-      training a little), then drops the job with a warning rather than
-      stall the loop. If the worker has died, jobs run on the caller's
-      thread instead.
-    * A job that raises is logged as a warning naming what was skipped,
-      and counted in :attr:`failures`; the worker goes on.
-    * :meth:`flush` waits for the queued jobs, at most ``timeout`` seconds.
-    * :meth:`close` lets the worker finish what is queued (at most
-      ``timeout`` seconds), stops it and joins it. It runs at interpreter
-      exit too (``atexit``), so that an interrupted run (Ctrl-C) neither
-      loses the firing being written nor ends while the worker is inside
-      OpenCV or torch, which aborts the process.
-
-    The worker never changes process-wide state (torch's thread count,
-    signal handlers); the value ranges it settles are guarded by the range
-    tracker's lock.
-
-    Args:
-        max_pending (int): Jobs that may wait. Defaults to 2.
-        submit_timeout (float): Seconds :meth:`submit` waits for room.
-            Defaults to 60.
-    """
-
-    def __init__(self, max_pending: int = 2,
-                 submit_timeout: float = 60.0) -> None:
-        self._jobs: 'queue.Queue' = queue.Queue(maxsize=max_pending)
-        self.submit_timeout = submit_timeout
-        self.failures: List[str] = []
-        self._closed = False
-        self._thread = threading.Thread(
-            target=self._work, name='mmfeatvis-writer', daemon=True)
-        self._thread.start()
-        atexit.register(self.close)
-
-    @property
-    def alive(self) -> bool:
-        """Whether the worker thread runs."""
-        return self._thread.is_alive()
-
-    def submit(self, job: Callable[[], None], description: str) -> None:
-        """Queue ``job``; a failure is logged as a warning with
-        ``description``."""
-        if self._closed or not self.alive:
-            if not self._closed:
-                _warn(f'{description}: the writer thread has stopped, so '
-                      'this firing is drawn on the training thread.')
-            self._run(job, description)
-            return
-        try:
-            self._jobs.put((job, description), timeout=self.submit_timeout)
-        except queue.Full:
-            self._fail(description, f'{self._jobs.maxsize} earlier firings '
-                       f'were still being written after '
-                       f'{self.submit_timeout:.0f} s (a slow disk?), so it '
-                       'was dropped')
-
-    def flush(self, timeout: Optional[float] = 600.0) -> bool:
-        """Wait until every queued job has finished, at most ``timeout``
-        seconds (None: no limit).
-
-        Returns:
-            bool: Whether everything was done in time.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._jobs.all_tasks_done:
-            while self._jobs.unfinished_tasks:
-                if not self.alive:
-                    return False
-                left = None if deadline is None else (
-                    deadline - time.monotonic())
-                if left is not None and left <= 0:
-                    return False
-                self._jobs.all_tasks_done.wait(
-                    0.5 if left is None else min(left, 0.5))
-        return True
-
-    def close(self, timeout: float = 60.0) -> None:
-        """Finish the queued jobs (at most ``timeout`` seconds), stop and
-        join the worker. Safe to call more than once."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
-        pending = self._jobs.unfinished_tasks
-        done = self.flush(timeout)
-        if self.alive:
-            try:
-                self._jobs.put((None, ''), timeout=1)
-            except queue.Full:
-                pass
-            self._thread.join(timeout=5 if done else 1)
-        if not done:
-            _warn(f'the writer thread did not finish the {pending} queued '
-                  f'firing(s) within {timeout:.0f} s; those not written yet '
-                  'are lost.')
-
-    def _work(self) -> None:
-        while True:
-            job, description = self._jobs.get()
-            try:
-                if job is None:
-                    return
-                self._run(job, description)
-            finally:
-                self._jobs.task_done()
-
-    def _run(self, job: Callable[[], None], description: str) -> None:
-        try:
-            job()
-        except Exception as error:  # a failed image never stops training
-            self._fail(description, f'{type(error).__name__}: {error}')
-
-    def _fail(self, description: str, reason: str) -> None:
-        self.failures.append(f'{description}: {reason}')
-        _warn(f'{description} failed and was skipped ({reason}); training '
-              'goes on.')
-
-
-def _warn(message: str) -> None:
-    print_log(message, logger='current', level=logging.WARNING)

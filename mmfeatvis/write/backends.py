@@ -1,0 +1,84 @@
+"""Every private attribute of mmengine and TensorBoard that mmfeatvis uses,
+in one place.
+
+Written against mmengine 0.10.7 and TensorBoard 2.x (checked with 2.20).
+An upgrade that renames one of them fails its test in
+``tests/test_engine_internals.py``, not a training run. What is used, and
+why:
+
+* ``Visualizer._vis_backends``: the backends, to write each image once per
+  backend (mmengine has ``get_backend(name)`` but no list).
+* ``BaseVisBackend._save_dir`` and ``LocalVisBackend._img_save_dir``
+  (after ``experiment`` initialised it): where the local backend keeps its
+  images, to write them encoded once and atomically.
+* ``SummaryWriter._get_file_writer()``: TensorBoard's event writer, to add
+  an image or a batch of scalars as one summary.
+* ``tensorboard.summary.writer.record_writer.masked_crc32c``: replaced by
+  a compiled checksum (:func:`use_compiled_crc32c`).
+* ``Runner._train_loop``: the built train loop in ``before_run`` (the
+  public ``train_loop`` property would build one in a validation run).
+"""
+import functools
+from typing import Any, Dict, Optional
+
+from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
+                                    Visualizer)
+
+
+def vis_backends(visualizer: Visualizer) -> Dict[str, Any]:
+    """The visualizer's backends by name (empty without any)."""
+    return getattr(visualizer, '_vis_backends', None) or {}
+
+
+def local_save_dir(backend: LocalVisBackend) -> str:
+    """Where a local backend saves, before it is initialised."""
+    return backend._save_dir
+
+
+def local_image_dir(backend: LocalVisBackend) -> str:
+    """The folder of a local backend's images (initialises the backend)."""
+    return backend.experiment._img_save_dir
+
+
+def tensorboard_file_writer(backend: TensorboardVisBackend) -> Any:
+    """The event file writer behind a TensorBoard backend, checksumming in
+    C."""
+    use_compiled_crc32c()
+    return backend.experiment._get_file_writer()
+
+
+def built_train_loop(runner: Any) -> Optional[Any]:
+    """The runner's train loop if it is built (during ``train()``), else
+    None; never builds one."""
+    return getattr(runner, '_train_loop', None)
+
+
+@functools.lru_cache(maxsize=None)
+def use_compiled_crc32c() -> bool:
+    """Let TensorBoard's event writer checksum records in C.
+
+    Without TensorFlow, TensorBoard computes each record's CRC-32C in a
+    pure-Python loop: about 12 ms for one 70 KB image, holding the GIL
+    that the training thread needs. With ``google-crc32c`` (the
+    ``tensorboard`` extra) installed, its C implementation, which gives the
+    same checksums, replaces that function.
+
+    Returns:
+        bool: Whether the compiled checksum is in use.
+    """
+    try:
+        import google_crc32c
+        from tensorboard.summary.writer import record_writer
+    except ImportError:
+        return False
+    if google_crc32c.implementation != 'c':
+        return False
+    record_writer.masked_crc32c = masked_crc32c
+    return True  # once per process: the replacement stays
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of ``data``, computed in C."""
+    import google_crc32c
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
