@@ -71,6 +71,8 @@ def parse_args() -> argparse.Namespace:
                         help='batch size of the timed train_step (default 8)')
     parser.add_argument('--probe', help='probe image (default: matplotlib '
                         "'s grace_hopper.jpg)")
+    parser.add_argument('--value-range', default='adaptive',
+                        help="the hook's value_range (default: its default)")
     parser.add_argument('--json', metavar='PATH', help='write results here')
     return parser.parse_args()
 
@@ -124,8 +126,9 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
     cfg = load_config(package, relative, side)
     model = build_model(cfg)
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
-    hook = FeatmapVisHook(probe=probe_path, target_layers=['backbone',
-                                                           'neck'])
+    hook = FeatmapVisHook(probe=probe_path,
+                          target_layers=['backbone', 'neck'],
+                          value_range=args.value_range)
     hook.pipeline.resolve(model)
     hook.probes = [probe]
     out_dir = tempfile.mkdtemp(prefix='bench_hook_')

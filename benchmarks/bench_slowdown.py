@@ -76,6 +76,8 @@ def parse_args() -> argparse.Namespace:
                         help="where a firing's drawing and writing runs: the "
                         "hook's BackgroundWriter (async_write=True, the "
                         'default) or the training thread (async_write=False)')
+    parser.add_argument('--value-range', default='adaptive',
+                        help="the hook's value_range (default: its default)")
     parser.add_argument('--json', metavar='PATH', help='write results here')
     return parser.parse_args()
 
@@ -124,7 +126,8 @@ def openmmlab_setup(name: str, args: argparse.Namespace,
     cfg = load_config(package, relative, side)
     model = build_model(cfg)
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
-    pipeline = FeatmapVisHook(probe=probe_path).pipeline
+    pipeline = FeatmapVisHook(probe=probe_path,
+                              value_range=args.value_range).pipeline
     pipeline.resolve(model)
     inputs = probe.data['inputs'].repeat(args.batch, 1, 1, 1)
     samples = _with_boxes(probe.model_kwargs()['data_samples'] * args.batch)
