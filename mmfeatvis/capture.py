@@ -149,7 +149,9 @@ def _glob_to_regex(pattern: str) -> 're.Pattern[str]':
     return re.compile(''.join(regex) + r'\Z')
 
 
-def _is_glob(pattern: str) -> bool:
+def is_glob(pattern: str) -> bool:
+    """Whether ``pattern`` holds a glob character (``*``, ``?`` or ``[``),
+    for layer names and file paths alike."""
     return any(ch in pattern for ch in '*?[')
 
 
@@ -187,7 +189,7 @@ def resolve_layers(model: nn.Module, patterns: Sequence[str]) -> List[str]:
         for prefix in ('module.', '_orig_mod.'):
             if candidate.startswith(prefix) and candidate not in name_set:
                 candidate = candidate[len(prefix):]
-        if _is_glob(candidate):
+        if is_glob(candidate):
             regex = _glob_to_regex(candidate)
             matches = [name for name in names if regex.match(name)]
         else:

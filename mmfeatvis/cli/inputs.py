@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+from ..capture import is_glob
 from .errors import UsageError
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -248,10 +249,6 @@ def natural_key(path: str) -> list:
             for part in re.split(r'(\d+)', path)]
 
 
-def _has_glob(spec: str) -> bool:
-    return any(ch in spec for ch in '*?[')
-
-
 def expand_checkpoints(specs: Sequence[str]) -> List[str]:
     """Expand checkpoint arguments into an ordered list of files.
 
@@ -266,7 +263,7 @@ def expand_checkpoints(specs: Sequence[str]) -> List[str]:
     """
     found: List[str] = []
     for spec in specs:
-        if _has_glob(spec):
+        if is_glob(spec):
             matches = sorted(glob.glob(spec), key=natural_key)
             if not matches:
                 raise UsageError(f'CHECKPOINT glob {spec!r} matches no file.')
