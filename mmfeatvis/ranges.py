@@ -237,19 +237,18 @@ class ValueRangeTracker:
                     previous[0] * (1 - weight) + observed[0] * weight,
                     previous[1] * (1 - weight) + observed[1] * weight)
             else:
-                current = _widened(
-                    self._reanchor(key, previous, observed, values))
-                if (isinstance(previous, torch.Tensor)
-                        and previous.device.type == 'cuda'
-                        and previous.device == current.device
-                        and previous.dtype == current.dtype):
-                    # In place, so that a recorded graph reads and writes
-                    # it. Only on a GPU: there the host copy of a firing is
-                    # a packed snapshot, whereas on the CPU the maps' host
-                    # copy would be this very tensor.
-                    previous.copy_(current)
-                    return previous
+                current = self._reanchor(key, previous, observed, values)
             current = _widened(current)
+            if (self.mode == 'adaptive' and isinstance(previous, torch.Tensor)
+                    and previous.device.type == 'cuda'
+                    and previous.device == current.device
+                    and previous.dtype == current.dtype):
+                # In place, so that a recorded graph reads and writes it.
+                # Only on a GPU: there the host copy of a firing is a packed
+                # snapshot, whereas on the CPU the maps' host copy would be
+                # this very tensor.
+                previous.copy_(current)
+                return previous
             self.ranges[key] = current
             return current
 
