@@ -10,17 +10,17 @@ Example::
 """
 import argparse
 import json
-import os.path as osp
 import platform
 import statistics
 import time
 import warnings
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 import cv2
 import numpy as np
 import torch
 from mmengine.visualization import Visualizer
+from timing import alternate
 
 from mmfeatvis import draw_featmap
 from mmfeatvis.testing import sample_photo_path
@@ -30,7 +30,7 @@ SHAPES = [(128, 80, 80), (256, 40, 40), (512, 20, 20)]
 MODES = [('squeeze_mean', 'squeeze_mean', 20, 100.0),
          ('select_max', 'select_max', 20, 100.0), ('topk20', None, 20, 40.0)]
 OURS_ONLY = ['pca', 'norm', 'std']
-YOLO_CFG = 'configs/yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'
+YOLO_CFG = 'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,35 +65,20 @@ def random_maps() -> List[torch.Tensor]:
 
 def yolov5_maps(image: np.ndarray) -> List[torch.Tensor]:
     """Backbone outputs of YOLOv5-s (random init: no weights offline)."""
-    import mmyolo
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import DefaultScope
     from mmyolo.registry import MODELS
     from mmyolo.utils import register_all_modules
     register_all_modules(init_default_scope=False)
-    cfg = Config.fromfile(
-        osp.join(osp.dirname(mmyolo.__file__), '.mim', YOLO_CFG))
+    from mmfeatvis.cli.inputs import resolve_config
+    cfg = Config.fromfile(resolve_config(YOLO_CFG))
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmyolo'):
         model = revert_sync_batchnorm(MODELS.build(cfg.model)).eval()
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         return [f[0].contiguous() for f in model.backbone(x)]
-
-
-def alternate(a: Callable, b: Callable,
-              repeats: int) -> Tuple[List[float], List[float]]:
-    """Time a and b alternately after one untimed warm-up call each."""
-    a()
-    b()
-    times_a, times_b = [], []
-    for _ in range(repeats):
-        for fn, times in ((a, times_a), (b, times_b)):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return times_a, times_b
 
 
 def median_time(fn: Callable, repeats: int) -> float:
@@ -127,7 +112,8 @@ def run(args: argparse.Namespace) -> Dict:
             def ours():
                 return draw_featmap(featmap, image, reduction, topk=topk)
 
-            t_mm, t_ours = alternate(mm, ours, args.repeats)
+            times = alternate(dict(mm=mm, ours=ours), args.repeats)
+            t_mm, t_ours = times['mm'], times['ours']
             diff = float(np.abs(mm().astype(float) - ours()).mean())
             rows.append(
                 dict(

@@ -7,7 +7,7 @@ backbone with C3 blocks and SPPF, PAFPN neck, 1x1 head convolutions) with
 random weights, whose backbone and neck give 128x80x80, 256x40x40 and
 512x20x20 maps at 640x640 input, as mmyolo's YOLOv5-s does.
 
-The probe goes through ``mmfeatvis.pipeline.FeatmapPipeline`` with the
+The probe goes through ``mmfeatvis.orchestrator.FeatmapOrchestrator`` with the
 hook's defaults (``select_max``, percentile (1, 99), statistics) and
 ``--value-range`` (default: the hook's, ``'adaptive'``), in tensor mode.
 Alternating, medians over ``--repeats``, each call between
@@ -66,12 +66,13 @@ except ImportError:
 from bench_memory import (make_visualizer, measure_memory,  # noqa: E402
                           print_memory)
 from bench_transfer import measure_pipeline, print_transfer  # noqa: E402
+from timing import alternate  # noqa: E402
 
-from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline  # noqa: E402
+from mmfeatvis.options import DrawOptions  # noqa: E402
+from mmfeatvis.orchestrator import FeatmapOrchestrator  # noqa: E402
 from mmfeatvis.probe import Probe  # noqa: E402
-from mmfeatvis.ranges import ValueRangeTracker  # noqa: E402
+from mmfeatvis.reduce.ranges import ValueRangeTracker  # noqa: E402
 from mmfeatvis.testing import sample_photo_path  # noqa: E402
-from mmfeatvis.write import render_and_write  # noqa: E402
 
 FIRING_GOAL = 1.25
 SIDE = 640
@@ -277,22 +278,9 @@ def synced(fn: Callable[[], Any], device: str) -> Callable[[], float]:
     return timed
 
 
-def alternate(fns: Dict[str, Callable[[], float]],
-              repeats: int) -> Dict[str, List[float]]:
-    """Warm each up, then call them in turn ``repeats`` times."""
-    for fn in fns.values():
-        fn()
-        fn()
-    times: Dict[str, List[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            times[name].append(fn())
-    return times
-
-
 def make_pipeline(model: nn.Module, stats: bool = True,
                   ranges: bool = True,
-                  value_range: str = 'adaptive') -> FeatmapPipeline:
+                  value_range: str = 'adaptive') -> FeatmapOrchestrator:
     """A pipeline with the hook's defaults, resolved on ``model``.
 
     Args:
@@ -302,7 +290,7 @@ def make_pipeline(model: nn.Module, stats: bool = True,
             nothing).
         value_range (str): The hook's option. Defaults to its default.
     """
-    pipeline = FeatmapPipeline(
+    pipeline = FeatmapOrchestrator(
         ['backbone', 'neck'],
         DrawOptions(channel_reduction='select_max', topk=4,
                     percentile=(1, 99), draw_pred=False),
@@ -326,13 +314,12 @@ def ablation(model: nn.Module, probe: Probe, device: str, repeats: int,
     calls: Dict[str, Callable[[], None]] = {}
     for name, pipe in variants.items():
 
-        def call(pipe: FeatmapPipeline = pipe) -> None:
-            for item in pipe.capture(model, [probe]):
-                pipe.reduce(*item)
+        def call(pipe: FeatmapOrchestrator = pipe) -> None:
+            pipe.fire(model, [probe])
 
         calls[name] = call
         fns[name] = synced(call, device)
-    times = alternate(fns, repeats)
+    times = alternate(fns, repeats, warmups=2)
     base = statistics.median(times['forward'])
     rows = []
     for name in fns:
@@ -384,22 +371,19 @@ def main() -> None:
     def firing() -> None:
         # As the hook does: the copy to the host is queued, not awaited.
         step[0] += 1
-        captured = pipeline.capture(model, [probe])
-        pending.append(
-            ([pipeline.reduce(*item, defer=True) for item in captured],
-             step[0]))
+        pending.append((pipeline.fire(model, [probe], defer=True), step[0]))
 
     def background() -> None:
         maps, at = pending.pop()
-        for item in maps:
-            item.wait()
-        render_and_write(visualizer, pipeline, maps, at)
+        pipeline.write(visualizer, maps, at)
 
     fns = dict(forward=synced(forward, device),
                capture=synced(capture, device),
                firing=synced(firing, device),
                background=synced(background, device))
-    rounds = [alternate(fns, args.repeats) for _ in range(args.rounds)]
+    rounds = [
+        alternate(fns, args.repeats, warmups=2) for _ in range(args.rounds)
+    ]
     times = {k: [t for r in rounds for t in r[k]] for k in fns}
     ms = {k: statistics.median(v) * 1000 for k, v in times.items()}
     spread = {k: (min(v) * 1000, max(v) * 1000) for k, v in times.items()}

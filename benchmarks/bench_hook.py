@@ -29,21 +29,24 @@ import statistics
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import List
 
 import torch
 from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from mmengine.visualization import Visualizer
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from results_json import write_rows  # noqa: E402
+from timing import alternate  # noqa: E402
 
+from mmfeatvis.cli.inputs import resolve_config  # noqa: E402
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
-from mmfeatvis.probe import ProbeBuilder  # noqa: E402
+from mmfeatvis.probe import (ProbeBuilder, find_test_pipeline,  # noqa: E402
+                             without_annotation_loading)
 from mmfeatvis.testing import sample_photo_path  # noqa: E402
-from mmfeatvis.write import render_and_write  # noqa: E402
 
 # name: (package, config, input side, firing goal as firing / inference)
 MODELS_TO_RUN = {
@@ -82,9 +85,7 @@ def default_probe() -> str:
 
 
 def load_config(package: str, relative: str, side: int) -> Config:
-    import importlib.util
-    root = osp.dirname(importlib.util.find_spec(package).origin)
-    cfg = Config.fromfile(osp.join(root, '.mim', 'configs', relative))
+    cfg = Config.fromfile(resolve_config(f'{package}::{relative}'))
     if side is not None:
         # Rebuild the test pipeline's sizes for the requested input side.
         for transform in cfg.test_dataloader.dataset.pipeline:
@@ -108,28 +109,19 @@ def median_ms(samples: List[float]) -> float:
     return statistics.median(samples) * 1000
 
 
-def alternate(fns: Dict[str, Callable[[], None]],
-              repeats: int) -> Dict[str, List[float]]:
-    times: Dict[str, List[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()  # warm-up: allocator, lazy imports, first-call caches
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
     package, relative, side = MODELS_TO_RUN[name]
     cfg = load_config(package, relative, side)
     model = build_model(cfg)
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
+    # The batch a test dataloader would give, before the preprocessor.
+    transforms = without_annotation_loading(find_test_pipeline(cfg))
+    batch = pseudo_collate(
+        [Compose(transforms)(dict(img_path=probe_path, img_id=0))])
     hook = FeatmapVisHook(probe=probe_path,
                           target_layers=['backbone', 'neck'],
                           value_range=args.value_range)
-    hook.pipeline.resolve(model)
+    hook.orchestrator.resolve(model)
     hook.probes = [probe]
     out_dir = tempfile.mkdtemp(prefix='bench_hook_')
     visualizer = Visualizer(
@@ -141,7 +133,7 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
 
     def inference() -> None:
         model.eval()
-        model.test_step(probe.packed)  # preprocessor + predict, no grad
+        model.test_step(batch)  # preprocessor + predict, no grad
 
     pending = []
 
@@ -149,15 +141,14 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
         # What the training thread pays: the probe pass and the reductions
         # (their copy to the host queued, as the hook does).
         step[0] += 1
-        captured = hook.pipeline.capture(model, [probe])
-        maps = [hook.pipeline.reduce(*item, defer=True) for item in captured]
+        maps = hook.orchestrator.fire(model, [probe], defer=True)
         pending.append((maps, step[0]))
 
     def background() -> None:
         # What the writer thread does for that firing: wait for the maps,
         # statistics, render and write.
         maps, at = pending.pop()
-        render_and_write(visualizer, hook.pipeline, maps, at)
+        hook.orchestrator.write(visualizer, maps, at)
 
     times = alternate(
         dict(inference=inference, firing=firing, background=background),

@@ -99,15 +99,12 @@ def make_firing(pipeline: Any, model: torch.nn.Module, probe: Any,
     Capture and reduce (the training thread's part), the statistics as
     scalars, then render and write (the background thread's part).
     """
-    from mmfeatvis.write import render_and_write
     step = [0]
 
     def fire() -> None:
         step[0] += 1
-        captured = pipeline.capture(model, [probe])
-        maps = [pipeline.reduce(*item) for item in captured]
-        del captured
-        render_and_write(visualizer, pipeline, maps, step[0])
+        maps = pipeline.fire(model, [probe])
+        pipeline.write(visualizer, maps, step[0])
 
     return fire
 
@@ -211,8 +208,8 @@ def build_yolov5_n(device: str, probe_path: str) -> tuple:
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
     hook = FeatmapVisHook(probe=probe_path,
                           target_layers=['backbone', 'neck'])
-    hook.pipeline.resolve(model)
-    return model, probe, hook.pipeline
+    hook.orchestrator.resolve(model)
+    return model, probe, hook.orchestrator
 
 
 def main() -> None:

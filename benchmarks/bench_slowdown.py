@@ -47,8 +47,7 @@ from results_json import write_rows  # noqa: E402
 
 from mmfeatvis.hooks import FeatmapVisHook  # noqa: E402
 from mmfeatvis.probe import ProbeBuilder  # noqa: E402
-from mmfeatvis.write import (BackgroundWriter, prepare_backends,  # noqa: E402
-                             render_and_write)
+from mmfeatvis.write import BackgroundWriter, prepare_backends  # noqa: E402
 
 SLOWDOWN_GOAL = 0.0025
 GOAL_INTERVAL = 50
@@ -127,7 +126,7 @@ def openmmlab_setup(name: str, args: argparse.Namespace,
     model = build_model(cfg)
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
     pipeline = FeatmapVisHook(probe=probe_path,
-                              value_range=args.value_range).pipeline
+                              value_range=args.value_range).orchestrator
     pipeline.resolve(model)
     inputs = probe.data['inputs'].repeat(args.batch, 1, 1, 1)
     samples = _with_boxes(probe.model_kwargs()['data_samples'] * args.batch)
@@ -177,17 +176,15 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
     writer = BackgroundWriter()
 
     def write(maps: list, step: int) -> None:
-        # FeatmapVisHook._render_and_write, on the writer thread.
-        render_and_write(visualizer, pipeline, maps, step)
+        # FeatmapVisHook._write, on the writer thread.
+        pipeline.write(visualizer, maps, step)
 
     step = [0]
 
     def fire() -> None:
         # FeatmapVisHook._fire, on the training thread.
         step[0] += 1
-        captured = pipeline.capture(model, [probe])
-        maps = [pipeline.reduce(*item, defer=True) for item in captured]
-        del captured
+        maps = pipeline.fire(model, [probe], defer=True)
         job = partial(write, maps, step[0])
         if args.write == 'inline':
             job()

@@ -2,7 +2,7 @@
 
 The script builds a model from an installed package's shipped config
 (random weights), prepares a probe image once and fires the training
-thread's part of the hook (capture, then ``FeatmapPipeline.reduce``). It
+thread's part of the hook (capture, then ``FeatmapOrchestrator.reduce``). It
 counts, from what the pipeline returns and without patching the library:
 
 - captured: the bytes of the tensors that ``capture()`` returned (the
@@ -209,7 +209,7 @@ def measure(name: str, device: str, probe_path: str) -> Dict[str, Any]:
     model = build_model(cfg).to(device).eval()
     probe = ProbeBuilder(cfg).build(probe_path, model)[0]
     pipeline = FeatmapVisHook(probe=probe_path,
-                              target_layers=['backbone', 'neck']).pipeline
+                              target_layers=['backbone', 'neck']).orchestrator
     pipeline.resolve(model)
     return measure_pipeline(pipeline, model, probe, device,
                             f'{name}@{probe.data["inputs"].shape[-1]}')
@@ -220,8 +220,7 @@ def measure_pipeline(pipeline: Any, model: torch.nn.Module, probe: Any,
     """Byte counts, and on CUDA profiler copies and syncs, for a pipeline
     that is ready to capture ``probe`` on ``model``."""
     def firing() -> None:
-        for item in pipeline.capture(model, [probe]):
-            pipeline.reduce(*item)
+        pipeline.fire(model, [probe])
 
     firing()  # warm-up; the first firing also fixes the value ranges
     row = transfer_bytes(pipeline, model, probe)

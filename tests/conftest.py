@@ -7,9 +7,11 @@ Test modules and the worker scripts of ``tests/dist`` and
 """
 import os.path as osp
 import re
+import socket
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
 from mmengine.runner import Runner
@@ -110,3 +112,53 @@ def plain_runner(work_dir: str, hooks: list, max_iters: int = 4,
                                            interval=100)),
         default_scope='mmengine',
         **runner_kwargs)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a process group's rendezvous
+    (a fixed one fails when another run holds it)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+# -- mmyolo's YOLOv5-n from the demo config, trained on generated shapes --
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'yolov5_n_shapes.py')
+
+
+def yolo_cfg(shapes: dict, work_dir: str, hooks: list, max_epochs: int = 2,
+             batch_size: int = 4) -> Config:
+    """The demo config, shortened, on ``shapes``, with extra hooks."""
+    cfg = Config.fromfile(DEMO_CONFIG)
+    root = shapes['data_root']
+    for split in ('train', 'val', 'test'):
+        cfg[f'{split}_dataloader'].dataset.data_root = root
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = shapes[
+        'val_ann']
+    cfg.train_dataloader.batch_size = batch_size
+    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
+                         val_interval=10_000)
+    cfg.default_hooks.param_scheduler.max_epochs = max_epochs
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
+    cfg.visualizer.vis_backends = [
+        dict(type='LocalVisBackend'),
+        dict(type='TensorboardVisBackend')
+    ]
+    # Visualizers are process-wide singletons by name; a fresh name per run
+    # keeps each test's files in its own work_dir.
+    cfg.visualizer.name = f'vis_{osp.basename(work_dir)}_{id(cfg)}'
+    cfg.custom_imports = dict(imports=['mmfeatvis'],
+                              allow_failed_imports=False)
+    cfg.custom_hooks = list(cfg.custom_hooks) + hooks
+    cfg.work_dir = work_dir
+    cfg.randomness = dict(seed=0, deterministic=False)
+    return cfg
+
+
+def featvis_hook(**kwargs) -> dict:
+    hook = dict(type='FeatmapVisHook', target_layers=['backbone', 'neck'],
+                interval=1)
+    hook.update(kwargs)
+    return hook

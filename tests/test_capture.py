@@ -1,6 +1,7 @@
 """Capture stage: layer resolution, output flattening and hook lifetime."""
 import pytest
 import torch
+from conftest import free_port
 from torch import nn
 
 from mmfeatvis.capture import (FeatureCapture, find_layers, flatten_output,
@@ -131,7 +132,10 @@ def test_unwrap_ddp_and_compiled_models():
     import torch.distributed as dist
     from mmengine.model import MMDistributedDataParallel
     dist.init_process_group(
-        'gloo', init_method='tcp://127.0.0.1:29533', rank=0, world_size=1)
+        'gloo',
+        init_method=f'tcp://127.0.0.1:{free_port()}',
+        rank=0,
+        world_size=1)
     try:
         wrapped = MMDistributedDataParallel(model, device_ids=None)
         assert unwrap_model(wrapped) is model

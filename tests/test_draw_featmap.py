@@ -1,5 +1,4 @@
 """draw_featmap against mmengine's Visualizer.draw_featmap and on its own."""
-import os.path as osp
 import warnings
 
 import cv2
@@ -9,9 +8,11 @@ import torch
 from mmengine.registry import DefaultScope
 from mmengine.visualization import Visualizer
 
-from mmfeatvis import (draw_featmap, reduce_featmap, render_reduced,
-                       valid_region)
-from mmfeatvis.reduce import _resize_weights
+from mmfeatvis import draw_featmap, reduce_featmap
+from mmfeatvis.cli.inputs import resolve_config
+from mmfeatvis.probe import content_region
+from mmfeatvis.reduce.featmap import _resize_weights
+from mmfeatvis.render import render_reduced
 from mmfeatvis.testing import sample_photo_path
 
 GRACE_HOPPER = sample_photo_path()
@@ -247,9 +248,9 @@ def test_colormap_choice_and_errors():
 
 
 def test_render_reduced_with_frozen_range_is_what_the_hook_uses():
-    from mmfeatvis import value_range
+    from mmfeatvis import measure_range
     first = reduce_featmap(torch.rand(4, 10, 10), 'squeeze_mean')
-    frozen = value_range(first)
+    frozen = measure_range(first)
     later = reduce_featmap(torch.rand(4, 10, 10) * 3, 'squeeze_mean')
     out = render_reduced(later, norm_range=frozen)
     # Values mostly above the frozen range saturate at the hot end.
@@ -264,14 +265,6 @@ def test_cuda_featmap_same_picture():
 
 
 # ------------------------------------------- real models, real photograph
-def _mim_config(package, rel_path):
-    path = osp.join(osp.dirname(package.__file__), '.mim', 'configs',
-                    rel_path)
-    if not osp.exists(path):
-        pytest.skip(f'{path} not shipped')
-    return path
-
-
 def _backbone_outputs(model, registry, cfg):
     """Run the config's test pipeline on the photo (annotations dropped)
     and the model's data preprocessor, then the backbone alone."""
@@ -291,15 +284,14 @@ def _backbone_outputs(model, registry, cfg):
 
 @pytest.fixture(scope='module')
 def yolov5s_backbone_outputs():
-    mmyolo = pytest.importorskip('mmyolo')
     from mmengine.config import Config
     from mmengine.model import revert_sync_batchnorm
     from mmyolo.registry import MODELS, TRANSFORMS
     from mmyolo.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(
-        _mim_config(mmyolo,
-                    'yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'))
+        resolve_config(
+            'mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e_coco.py'))
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmyolo'):
         # SyncBN needs a process group; plain BN runs on CPU.
@@ -309,13 +301,12 @@ def yolov5s_backbone_outputs():
 
 @pytest.fixture(scope='module')
 def retinanet_r18_backbone_outputs():
-    mmdet = pytest.importorskip('mmdet')
     from mmdet.registry import MODELS, TRANSFORMS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(
-        _mim_config(mmdet, 'retinanet/retinanet_r18_fpn_1x_coco.py'))
+        resolve_config('mmdet::retinanet/retinanet_r18_fpn_1x_coco.py'))
     cfg.model.backbone.init_cfg = None  # no weight download
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmdet'):
@@ -368,7 +359,7 @@ def test_real_retinanet_r18_backbone_maps(retinanet_r18_backbone_outputs,
     _check_real_maps(feats, sample, grace_hopper_rgb,
                      [(64, 240, 200), (128, 120, 100), (256, 60, 50),
                       (512, 30, 25)])
-    assert valid_region(sample, (30, 25)) == (0., 938 / 32, 0., 25.)
+    assert content_region(sample, (30, 25)) == (0., 938 / 32, 0., 25.)
 
 
 def test_empty_meta_means_no_alignment():

@@ -1,5 +1,5 @@
 """The environment that ``make test`` builds runs the real OpenMMLab stack."""
-import importlib.util
+import importlib
 import os.path as osp
 
 import pytest
@@ -7,12 +7,11 @@ import torch
 from mmengine import Config
 
 import mmfeatvis
+from mmfeatvis.cli.inputs import resolve_config
 
 
 def _config_path(package: str, relative: str) -> str:
-    spec = importlib.util.find_spec(package)
-    root = osp.dirname(spec.origin)
-    path = osp.join(root, '.mim', 'configs', relative)
+    path = resolve_config(f'{package}::{relative}')
     assert osp.isfile(path), f'{package} does not ship {relative}'
     return path
 

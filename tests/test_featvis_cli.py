@@ -22,10 +22,10 @@ from mmengine.runner import save_checkpoint
 
 from mmfeatvis.cli.inputs import resolve_config
 from mmfeatvis.cli.model import build_model, load_config, load_weights
-from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
-from mmfeatvis.probe import ProbeBuilder
-from mmfeatvis.render import (colour_bar_height, compose_panels, get_lut,
-                              valid_region)
+from mmfeatvis.options import DrawOptions
+from mmfeatvis.orchestrator import FeatmapOrchestrator
+from mmfeatvis.probe import ProbeBuilder, content_region
+from mmfeatvis.render import colour_bar_height, compose_panels, get_lut
 
 # Every test here runs the command line in a subprocess, or builds the
 # models it draws (pytest -m "not slow" leaves it out).
@@ -448,7 +448,7 @@ def test_series_union_range_is_the_union_of_every_checkpoints_maps(
         used = json.load(f)
     cfg = load_config(resolve_config(YOLO))
     model = build_model(cfg, 'cpu')
-    pipeline = FeatmapPipeline(['backbone'], DrawOptions(draw_pred=False))
+    pipeline = FeatmapOrchestrator(['backbone'], DrawOptions(draw_pred=False))
     probe = ProbeBuilder(cfg).build([probe_image_path], model)[0]
     expected: Dict[str, List[float]] = {}
     for epoch in (1, 2, 10):
@@ -456,7 +456,7 @@ def test_series_union_range_is_the_union_of_every_checkpoints_maps(
         _, features, _ = pipeline.capture(model, [probe])[0]
         for item in pipeline.reduce(probe, features).layers:
             maps = item.reduced.maps.numpy()
-            y0, y1, x0, x1 = valid_region(probe.meta, maps.shape[1:])
+            y0, y1, x0, x1 = content_region(probe.meta, maps.shape[1:])
             content = maps[:, math.floor(y0):math.ceil(y1),
                            math.floor(x0):math.ceil(x1)]
             own = [float(content.min()), float(content.max())]
@@ -570,8 +570,8 @@ def test_detr_encoder_tokens_fold_into_the_feature_grid(
     model = build_model(cfg, 'cpu')
     load_weights(model, other_checkpoints['detr'])
     probe = ProbeBuilder(cfg).build([probe_image_path], model)[0]
-    pipeline = FeatmapPipeline(['neck', 'encoder'],
-                               DrawOptions(draw_pred=False))
+    pipeline = FeatmapOrchestrator(['neck', 'encoder'],
+                                   DrawOptions(draw_pred=False))
     (_, features, _), = pipeline.capture(model, [probe])
     tokens = features['encoder']
     assert tokens.ndim == 3 and tokens.shape[0] == 1

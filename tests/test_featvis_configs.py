@@ -73,7 +73,7 @@ def test_faster_rcnn_example_config_builds_and_resolves(tmp_path, shapes):
     hook = [h for h in runner.hooks
             if type(h).__name__ == 'FeatmapVisHook'][0]
     hook.before_run(runner)
-    assert hook.pipeline.layer_names == [
+    assert hook.orchestrator.layer_names == [
         'backbone.layer1', 'backbone.layer2', 'backbone.layer3',
         'backbone.layer4', 'neck', 'rpn_head.rpn_conv'
     ]

@@ -6,7 +6,8 @@ import torch
 from mmengine.logging import MMLogger
 from torch import nn
 
-from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline, _forward_key
+from mmfeatvis.options import DrawOptions
+from mmfeatvis.orchestrator import FeatmapOrchestrator, _forward_key
 from mmfeatvis.probe import Probe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -38,15 +39,16 @@ def _setup(sync: bool = False):
     image = torch.randint(0, 255, (48, 64, 3), dtype=torch.uint8)
     probe = Probe('probe', image.numpy(),
                   dict(inputs=torch.randn(1, 3, 48, 64, device='cuda')))
-    pipeline = FeatmapPipeline(['stem', 'stage'],
-                               DrawOptions(channel_reduction='squeeze_mean'))
+    pipeline = FeatmapOrchestrator(
+        ['stem', 'stage'], DrawOptions(channel_reduction='squeeze_mean'))
     return model, probe, pipeline
 
 
 def _eager(model: nn.Module, probe: Probe) -> dict:
-    pipeline = FeatmapPipeline(['stem', 'stage'],
-                               DrawOptions(channel_reduction='squeeze_mean'),
-                               use_cuda_graphs=False)
+    pipeline = FeatmapOrchestrator(
+        ['stem', 'stage'],
+        DrawOptions(channel_reduction='squeeze_mean'),
+        use_cuda_graphs=False)
     (_, features, _), = pipeline.capture(model, [probe])
     return {name: t.clone() for name, t in features.items()}
 
@@ -88,7 +90,7 @@ def test_replays_follow_in_place_weight_updates():
 
 
 def test_recordings_follow_the_input_shape_and_the_oldest_go():
-    from mmfeatvis.graphs import MAX_RECORDINGS_KEPT
+    from mmfeatvis.cuda.graphs import MAX_RECORDINGS_KEPT
     model, _, pipeline = _setup()
     probes = [
         Probe('probe', torch.zeros(8 * (i + 2), 64, 3,
@@ -148,7 +150,7 @@ def test_training_is_bitwise_identical_with_replayed_probes(
     from conftest import plain_runner
     from mmengine.runner import Runner
 
-    from mmfeatvis.graphs import ReplayedForward
+    from mmfeatvis.cuda.graphs import ReplayedForward
 
     # Deterministic cuBLAS, as torch.use_deterministic_algorithms asks.
     monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
@@ -172,7 +174,7 @@ def test_training_is_bitwise_identical_with_replayed_probes(
     featvis, = [h for h in with_hook.hooks if type(h).__name__ ==
                 'FeatmapVisHook']
     key = _forward_key(with_hook.model, featvis.probes[0])
-    assert isinstance(featvis.pipeline.forward_replays.recorded(key),
+    assert isinstance(featvis.orchestrator.forward_replays.recorded(key),
                       ReplayedForward)
     assert next(with_hook.model.parameters()).is_cuda
     expected = without.model.state_dict()

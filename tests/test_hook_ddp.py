@@ -2,11 +2,11 @@
 import glob
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
 
 import pytest
+from conftest import free_port
 
 from mmfeatvis.testing import make_shapes_dataset, read_tensorboard
 
@@ -16,16 +16,10 @@ pytestmark = pytest.mark.slow
 DIST = osp.join(osp.dirname(osp.abspath(__file__)), 'dist')
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(worker: str, *args: str) -> list:
     return [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-        f'--master_port={_free_port()}',
+        f'--master_port={free_port()}',
         osp.join(DIST, worker), *args
     ]
 

@@ -5,7 +5,6 @@ trained for a few iterations by the Runner on generated data.
 """
 import copy
 import glob
-import importlib.util
 import os.path as osp
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmfeatvis.cli.inputs import resolve_config
 from mmfeatvis.testing import (make_shapes_dataset, make_shapes_segmentation,
                                read_tensorboard)
 
@@ -26,8 +26,7 @@ VIS_BACKENDS = [
 
 
 def shipped_config(package: str, relative: str) -> Config:
-    root = osp.dirname(importlib.util.find_spec(package).origin)
-    return Config.fromfile(osp.join(root, '.mim', 'configs', relative))
+    return Config.fromfile(resolve_config(f'{package}::{relative}'))
 
 
 def _short_iter_training(cfg: Config, work_dir: str, max_iters: int,

@@ -79,12 +79,13 @@ def test_unreadable_probe_is_named(tmp_path):
 
 
 def test_maps_captured_under_autocast_are_upcast(probe_image_path):
-    from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+    from mmfeatvis.options import DrawOptions
+    from mmfeatvis.orchestrator import FeatmapOrchestrator
     from mmfeatvis.probe import ProbeBuilder
     model = TinyTokenNet()
     probes = ProbeBuilder({}).build(probe_image_path, model)
-    pipeline = FeatmapPipeline(['backbone', 'tokens'],
-                               DrawOptions(channel_reduction='norm'))
+    pipeline = FeatmapOrchestrator(['backbone', 'tokens'],
+                                   DrawOptions(channel_reduction='norm'))
     # As if the hook fired inside a mixed-precision training step.
     with torch.autocast('cpu', dtype=torch.bfloat16):
         (probe, features, outputs), = pipeline.capture(model, probes)

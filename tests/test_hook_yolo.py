@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
+from conftest import featvis_hook, yolo_cfg
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, VISBACKENDS
 from mmengine.runner import Runner
@@ -22,51 +22,11 @@ from mmfeatvis.testing import (make_shapes_dataset, read_scalar_log,
 # Runner trainings of mmyolo's YOLOv5-n.
 pytestmark = pytest.mark.slow
 
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'demo', 'yolov5_n_shapes.py')
-
 
 @pytest.fixture(scope='module')
 def shapes(tmp_path_factory):
     return make_shapes_dataset(
         str(tmp_path_factory.mktemp('shapes')), num_train=8, num_val=2)
-
-
-def yolo_cfg(shapes: dict, work_dir: str, hooks: list, max_epochs: int = 2,
-             batch_size: int = 4) -> Config:
-    """The demo config, shortened, on ``shapes``, with extra hooks."""
-    cfg = Config.fromfile(DEMO_CONFIG)
-    root = shapes['data_root']
-    for split in ('train', 'val', 'test'):
-        cfg[f'{split}_dataloader'].dataset.data_root = root
-    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = shapes[
-        'val_ann']
-    cfg.train_dataloader.batch_size = batch_size
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs,
-                         val_interval=10_000)
-    cfg.default_hooks.param_scheduler.max_epochs = max_epochs
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1)
-    cfg.visualizer.vis_backends = [
-        dict(type='LocalVisBackend'),
-        dict(type='TensorboardVisBackend')
-    ]
-    # Visualizers are process-wide singletons by name; a fresh name per run
-    # keeps each test's files in its own work_dir.
-    cfg.visualizer.name = f'vis_{osp.basename(work_dir)}_{id(cfg)}'
-    cfg.custom_imports = dict(imports=['mmfeatvis'],
-                              allow_failed_imports=False)
-    cfg.custom_hooks = list(cfg.custom_hooks) + hooks
-    cfg.work_dir = work_dir
-    cfg.randomness = dict(seed=0, deterministic=False)
-    return cfg
-
-
-def featvis_hook(**kwargs) -> dict:
-    hook = dict(type='FeatmapVisHook', target_layers=['backbone', 'neck'],
-                interval=1)
-    hook.update(kwargs)
-    return hook
 
 
 def vis_dir(runner: Runner) -> str:

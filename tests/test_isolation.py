@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmfeatvis.isolation import isolated_inference
+from mmfeatvis.capture import isolated_inference
 
 
 def _model() -> nn.Module:

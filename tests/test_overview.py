@@ -11,10 +11,11 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 import mmfeatvis  # noqa: F401  (registers the hook)
-from mmfeatvis.maps import OVERVIEW_TILE_SIDE, ProbeResult
-from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+from mmfeatvis.options import DrawOptions
+from mmfeatvis.orchestrator import FeatmapOrchestrator
 from mmfeatvis.probe import ProbeBuilder
-from mmfeatvis.render.boxes import draw_detections
+from mmfeatvis.render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_detections,
+                              image_at)
 from mmfeatvis.testing import read_tensorboard
 
 
@@ -22,8 +23,8 @@ def _reduced_maps(probe_image_path: str, **options):
     torch.manual_seed(0)
     model = TinyTokenNet()
     probes = ProbeBuilder({}).build(probe_image_path, model)
-    pipeline = FeatmapPipeline(['backbone', 'tokens'],
-                               DrawOptions(**options))
+    pipeline = FeatmapOrchestrator(['backbone', 'tokens'],
+                                   DrawOptions(**options))
     (probe, features, outputs), = pipeline.capture(model, probes)
     return pipeline, pipeline.reduce(probe, features, outputs)
 
@@ -75,10 +76,10 @@ def test_only_what_is_written_is_drawn(probe_image_path):
 
 def test_the_small_photo_is_resampled_once(probe_image_path):
     probe, = ProbeBuilder({}).build(probe_image_path, TinyTokenNet())
-    small = probe.image_at((300, 256))
+    small = image_at(probe.image, (300, 256), probe.resized)
     assert small.shape == (300, 256, 3)
-    assert probe.image_at((300, 256)) is small
-    assert probe.image_at((600, 512)) is probe.image
+    assert image_at(probe.image, (300, 256), probe.resized) is small
+    assert image_at(probe.image, (600, 512), probe.resized) is probe.image
     # Area resampling keeps the picture: means agree to a grey level.
     assert abs(float(small.mean()) - float(probe.image.mean())) < 1
 

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from mmfeatvis.ranges import (REANCHOR_SHARE, SeriesRanges, ValueRangeTracker,
-                              range_floats, union_range)
+from mmfeatvis.reduce.ranges import (REANCHOR_SHARE, SeriesRanges,
+                                     ValueRangeTracker, range_floats,
+                                     union_range)
 
 
 def test_first_range_replayable():

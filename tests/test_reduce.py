@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from mmfeatvis.reduce import (activation_stats, channel_scores,
-                              infer_token_grid, map_ranges, reduce_featmap,
-                              to_chw, value_range)
+                              infer_token_grid, map_ranges, measure_range,
+                              reduce_featmap, to_chw)
 
 
 def _structured(channels, h, w, seed=0):
@@ -161,7 +161,7 @@ def test_valid_region_ignores_padding_when_ranking():
     x[0, 8:] = 100.  # large values in rows 8-9 only (padding)
     x[1, :8] = 1.
     assert reduce_featmap(x, 'select_max').channels.tolist() == [0]
-    red = reduce_featmap(x, 'select_max', valid_region=(0, 8, 0, 10))
+    red = reduce_featmap(x, 'select_max', content_region=(0, 8, 0, 10))
     assert red.channels.tolist() == [1]
 
 
@@ -232,10 +232,11 @@ def test_pca_keeps_its_signs_over_firings_with_a_reference():
 
 
 def test_pca_keeps_its_signs_in_the_pipeline_across_firings():
-    from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+    from mmfeatvis.options import DrawOptions
+    from mmfeatvis.orchestrator import FeatmapOrchestrator
     from mmfeatvis.probe import Probe
-    pipeline = FeatmapPipeline(['layer'], DrawOptions('pca'),
-                               with_stats=False)
+    pipeline = FeatmapOrchestrator(['layer'], DrawOptions('pca'),
+                                   with_stats=False)
     pipeline.layer_names = ['layer']
     probe = Probe('p', np.zeros((16, 16, 3), np.uint8), {})
     maps = [
@@ -256,9 +257,9 @@ def test_value_range_plain_and_percentile():
     x = x.clone()
     x[0, 0, 0] = 1000.  # one outlier
     red = reduce_featmap(x, 'squeeze_mean')
-    lo, hi = value_range(red)
+    lo, hi = measure_range(red)
     assert (lo, hi) == (pytest.approx(1e-4), 1000.)
-    plo, phi = value_range(red, percentile=(1, 99))
+    plo, phi = measure_range(red, percentile=(1, 99))
     ref = np.percentile(x.numpy().ravel(), [1, 99])
     assert plo == pytest.approx(ref[0], abs=1e-4)
     assert phi == pytest.approx(ref[1], abs=1e-4)
@@ -269,7 +270,7 @@ def test_value_range_plain_and_percentile():
 def test_bad_percentile_rejected(bad):
     red = reduce_featmap(torch.randn(1, 3, 3), 'squeeze_mean')
     with pytest.raises(ValueError, match='percentile must be'):
-        value_range(red, percentile=bad)
+        measure_range(red, percentile=bad)
 
 
 def test_map_ranges_per_map_and_joint():

@@ -3,9 +3,10 @@ import cv2
 import numpy as np
 import pytest
 
+from mmfeatvis.probe import content_region
 from mmfeatvis.render import (apply_colormap, colormap_names, compose_panels,
-                              crop_to_valid, get_lut, tile_grid, to_uint8,
-                              valid_region, warp_to_image)
+                              crop_to_content, get_lut, tile_grid, to_uint8,
+                              warp_to_image)
 
 # mmyolo LetterResize of a 300x400 image to 640x640: scaled by 1.6 to
 # 480x640 and padded 80 rows top and bottom (img_shape includes padding).
@@ -74,8 +75,8 @@ def test_to_uint8_minmax_truncates_and_fixed_range_clips():
 
 # --------------------------------------------------------------- alignment
 def test_valid_region_letterbox_and_bottom_right_padding():
-    assert valid_region(YOLO_META, (80, 80)) == (10., 70., 0., 80.)
-    y0, y1, x0, x1 = valid_region(DET_META, (100, 152))
+    assert content_region(YOLO_META, (80, 80)) == (10., 70., 0., 80.)
+    y0, y1, x0, x1 = content_region(DET_META, (100, 152))
     assert (y0, y1, x0) == (0., 100., 0.)
     assert x1 == pytest.approx(1199 / 8)
 
@@ -85,24 +86,24 @@ def test_valid_region_accepts_data_sample_like_objects():
     class Sample:
         metainfo = YOLO_META
 
-    assert valid_region(Sample(), (20, 20)) == (2.5, 17.5, 0., 20.)
+    assert content_region(Sample(), (20, 20)) == (2.5, 17.5, 0., 20.)
 
 
 def test_crop_to_valid_shapes():
     yolo = np.arange(80 * 80).reshape(80, 80)
-    cropped = crop_to_valid(yolo, YOLO_META)
+    cropped = crop_to_content(yolo, YOLO_META)
     assert cropped.shape == (60, 80) and cropped[0, 0] == yolo[10, 0]
     # Fractional borders round outwards: 2.5..17.5 -> rows 2..17.
-    three = crop_to_valid(np.zeros((20, 20, 3)), YOLO_META)
+    three = crop_to_content(np.zeros((20, 20, 3)), YOLO_META)
     assert three.shape == (16, 20, 3)
-    assert crop_to_valid(np.zeros((100, 152)), DET_META).shape == (100, 150)
+    assert crop_to_content(np.zeros((100, 152)), DET_META).shape == (100, 150)
 
 
 def test_meta_without_shapes_rejected_and_without_img_shape_unpadded():
     with pytest.raises(ValueError, match='needs "img_shape".*scale'):
-        crop_to_valid(np.zeros((4, 4)), dict(scale_factor=(1., 1.)))
+        crop_to_content(np.zeros((4, 4)), dict(scale_factor=(1., 1.)))
     only_ori = dict(ori_shape=(40, 80))
-    assert valid_region(only_ori, (4, 8)) == (0., 4., 0., 8.)
+    assert content_region(only_ori, (4, 8)) == (0., 4., 0., 8.)
 
 
 @pytest.mark.parametrize('feat_hw', [(80, 80), (40, 40)])

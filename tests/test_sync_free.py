@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from mmfeatvis.nonfinite import (NonfiniteCounts, replace_nonfinite,
-                                 sanitize_nonfinite)
-from mmfeatvis.reduce import (activation_stats, reduce_chw, value_range,
-                              value_range_tensor)
-from mmfeatvis.stats import STATS_KEYS, activation_stats_tensor, quantiles
-from mmfeatvis.transfer import pack, start_host_copy, unpack
+from mmfeatvis.cuda.transfer import pack, start_host_copy, unpack
+from mmfeatvis.reduce import (activation_stats, measure_range,
+                              measure_range_tensor, reduce_chw)
+from mmfeatvis.reduce.nonfinite import (NonfiniteCounts, replace_nonfinite,
+                                        sanitize_nonfinite)
+from mmfeatvis.reduce.stats import (STATS_KEYS, activation_stats_tensor,
+                                    quantiles)
 
 NAN, INF = float('nan'), float('inf')
 
@@ -120,11 +121,11 @@ def test_quantiles_reject_out_of_range():
 def test_value_range_tensor_matches_floats():
     red = reduce_chw(_inputs()['finite'], None, 3)
     for percentile in (None, (1, 99)):
-        rng = value_range_tensor(red, percentile)
+        rng = measure_range_tensor(red, percentile)
         assert rng.shape == (2, ) and rng.dtype == torch.float32
-        assert tuple(rng.tolist()) == value_range(red, percentile)
+        assert tuple(rng.tolist()) == measure_range(red, percentile)
     flat = red.maps.reshape(-1)
-    assert value_range_tensor(red, (1, 99)).tolist() == torch.quantile(
+    assert measure_range_tensor(red, (1, 99)).tolist() == torch.quantile(
         flat, torch.tensor([0.01, 0.99])).tolist()
 
 
@@ -193,14 +194,15 @@ LETTERBOX = dict(ori_shape=(48, 36), img_shape=(64, 64),
 
 def _pipeline_and_probe(device, mode='first', percentile=(1, 99),
                         reduction='select_max', meta=None, graphs=False):
-    from mmfeatvis.pipeline import DrawOptions, FeatmapPipeline
+    from mmfeatvis.options import DrawOptions
+    from mmfeatvis.orchestrator import FeatmapOrchestrator
     from mmfeatvis.probe import Probe
-    from mmfeatvis.ranges import ValueRangeTracker
+    from mmfeatvis.reduce.ranges import ValueRangeTracker
     options = DrawOptions(channel_reduction=reduction, topk=3,
                           percentile=percentile)
-    pipeline = FeatmapPipeline(['a', 'b', 'c'], options,
-                               ValueRangeTracker(mode, momentum=0.3),
-                               use_cuda_graphs=graphs)
+    pipeline = FeatmapOrchestrator(['a', 'b', 'c'], options,
+                                   ValueRangeTracker(mode, momentum=0.3),
+                                   use_cuda_graphs=graphs)
     pipeline.layer_names = ['a', 'b', 'c']
     image = np.zeros((48, 36, 3) if meta else (64, 48, 3), np.uint8)
     probe = Probe('p', image, dict(inputs=torch.zeros(1, 3, 64, 48,
@@ -238,7 +240,7 @@ def test_pipeline_ranges_are_floats_and_tracker_settles(mode):
         _assert_host_layers(maps)
         for item in maps.layers:
             key = ('p', item.layer)
-            observed = value_range(item.reduced, (1, 99))
+            observed = measure_range(item.reduced, (1, 99))
             if key not in expected or mode == 'first':
                 expected.setdefault(key, observed)
             else:
@@ -371,7 +373,7 @@ def test_cuda_graph_replays_give_the_eager_results(mode, reduction,
                                    want.reduced.channels)
             assert got.norm_range == want.norm_range
             assert got.stats == want.stats
-    graphs = list(graphed._replays._graphs.values())
+    graphs = graphed.reduction_replays.recorded()
     assert (len(graphs) == 1 and graphs[0] is not None) == recorded
 
 

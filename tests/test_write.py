@@ -13,11 +13,13 @@ from mmengine.visualization import BaseVisBackend, LocalVisBackend, Visualizer
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import \
     masked_crc32c as python_masked_crc32c
 
+from mmfeatvis.engine_internals import (local_image_dir, masked_crc32c,
+                                        use_compiled_crc32c)
 from mmfeatvis.hooks import FeatmapVisHook
 from mmfeatvis.testing import (read_scalar_log, read_tensorboard,
                                read_tensorboard_image)
-from mmfeatvis.write import (BackgroundWriter, add_image, encode_image,
-                             masked_crc32c, use_compiled_crc32c, write_scalars)
+from mmfeatvis.write import (BackgroundWriter, add_image, check_image_format,
+                             write_scalars)
 
 
 @VISBACKENDS.register_module(force=True)
@@ -44,9 +46,10 @@ class BmpLocalVisBackend(LocalVisBackend):
     """A user's subclass with its own add_image: it must be called."""
 
     def add_image(self, name, image, step=0, **kwargs) -> None:
-        os.makedirs(self.experiment._img_save_dir, exist_ok=True)
+        folder = local_image_dir(self)
+        os.makedirs(folder, exist_ok=True)
         cv2.imwrite(
-            osp.join(self._img_save_dir, f'{name}_{step}.bmp'),
+            osp.join(folder, f'{name}_{step}.bmp'),
             cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
@@ -137,7 +140,7 @@ def test_statistics_reach_tensorboard_and_the_scalar_file(tmp_path):
 
 def test_unknown_image_format_is_a_configuration_error(probe_image_path):
     with pytest.raises(ValueError, match=r"'gif'.*\('jpg', 'png'\)"):
-        encode_image(heat_image(), 'gif')
+        check_image_format('gif')
     with pytest.raises(ValueError, match='image_format'):
         FeatmapVisHook(probe=probe_image_path, image_format='gif')
 
@@ -188,7 +191,9 @@ def test_a_dead_writer_thread_never_hangs_training():
         raise SystemExit('the worker thread ends here')
 
     writer.submit(dies, 'a job that kills the worker')
-    writer._thread.join(timeout=10)
+    deadline = time.monotonic() + 10
+    while writer.alive and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not writer.alive
     start = time.monotonic()
     writer.flush(timeout=30)
@@ -200,7 +205,7 @@ def test_a_dead_writer_thread_never_hangs_training():
 
 
 def test_the_writer_thread_leaves_torchs_thread_count_alone():
-    from mmfeatvis.threads import one_intraop_thread
+    from mmfeatvis.reduce.threads import one_intraop_thread
     seen = {}
 
     @one_intraop_thread

@@ -14,7 +14,7 @@ custom_imports = dict(imports=['mmfeatvis'], allow_failed_imports=False)
 featvis_hook = dict(
     type='FeatmapVisHook',
     probe=None,  # None: the first validation image; or a path, or a list
-    target_layers=['backbone', 'neck'],
+    target_layers=None,  # None: backbone and neck, those the model has
     interval=50,
     by_epoch=False,
     channel_reduction='select_max',
@@ -27,7 +27,8 @@ featvis_hook = dict(
     score_thr=0.3,
     with_stats=True)
 
-# PNG files under work_dir/<timestamp>/vis_data/vis_image, TensorBoard
+# JPEG files (image_format='png': PNG) under
+# work_dir/<timestamp>/vis_data/vis_image, TensorBoard
 # events under work_dir/<timestamp>/vis_data.
 featvis_vis_backends = [
     dict(type='LocalVisBackend'),

@@ -13,13 +13,15 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import DictAction
 
-from ..pipeline import DrawOptions
-from ..render.colormap import colormap_names
+from ..options import DrawOptions
+from ..reduce import CHANNEL_REDUCTIONS, SHARED_MODES
 from .errors import UsageError
 
-RANGE_MODES = ('per_image', 'union', 'last')
-REDUCTION_CHOICES = ('select_max', 'squeeze_mean', 'None', 'pca', 'norm',
-                     'std')
+RANGE_MODES = ('per_image', ) + SHARED_MODES
+# MMYOLO's demo lists these first; ours follow.
+_DEMO_REDUCTIONS = ('select_max', 'squeeze_mean', 'None')
+REDUCTION_CHOICES = _DEMO_REDUCTIONS + tuple(
+    r for r in CHANNEL_REDUCTIONS if r not in _DEMO_REDUCTIONS)
 USAGE = ('%(prog)s [options] IMG [IMG ...] CONFIG CHECKPOINT '
          '[CHECKPOINT ...]')
 ValueRangeArg = Union[None, str, Tuple[float, float]]
@@ -201,8 +203,8 @@ class Inputs:
     checkpoints: List[str]
 
 
-def split_paths(paths: Sequence[str], extra_checkpoints: Sequence[str]
-                ) -> Inputs:
+def split_paths(paths: Sequence[str],
+                extra_checkpoints: Sequence[str]) -> Inputs:
     """Split ``IMG ... CONFIG CHECKPOINT ...`` at the config.
 
     Raises:
@@ -252,9 +254,6 @@ def draw_options(args: argparse.Namespace) -> DrawOptions:
     """
     reduction = (None if args.channel_reduction == 'None' else
                  args.channel_reduction)
-    if args.colormap.lower() not in colormap_names():
-        raise UsageError(f'--colormap {args.colormap!r} is unknown; choose '
-                         f'one of {", ".join(colormap_names())}.')
     if args.layer_cols is not None and args.layer_cols < 1:
         raise UsageError(f'--layer-cols must be >= 1, got {args.layer_cols}.')
     if args.gif_duration < 1:
@@ -277,7 +276,7 @@ def draw_options(args: argparse.Namespace) -> DrawOptions:
 
 def _as_option_message(message: str) -> str:
     # DrawOptions speaks of keyword arguments; users typed options.
-    for name in ('arrangement', 'topk', 'alpha', 'percentile',
+    for name in ('arrangement', 'topk', 'alpha', 'percentile', 'colormap',
                  'max_image_side'):
         message = re.sub(rf'\b{name}\b', '--' + name.replace('_', '-'),
                          message)

@@ -1,10 +1,10 @@
-"""Drawing images for one checkpoint or a series, on the shared stages.
+"""Drawing images for one checkpoint or a series, through the orchestrator.
 
-For each chunk of images, every checkpoint is loaded in turn; the images
-go through :meth:`FeatmapPipeline.capture` and
-:meth:`FeatmapPipeline.reduce`, which keep only the small reduced maps.
-When the checkpoints share value ranges, the ranges are settled once all
-checkpoints are reduced, and :meth:`FeatmapPipeline.render` draws.
+For each chunk of images, every checkpoint is loaded in turn; each image
+goes through :meth:`FeatmapOrchestrator.fire`, which keeps only the small
+reduced maps. When the checkpoints share value ranges, the ranges are
+settled once all checkpoints are reduced, and
+:meth:`FeatmapOrchestrator.render` draws.
 """
 import logging
 from dataclasses import dataclass, field
@@ -14,10 +14,10 @@ import numpy as np
 from mmengine.logging import print_log
 from torch import nn
 
-from ..maps import ProbeMaps, ProbeResult
-from ..pipeline import FeatmapPipeline
+from ..orchestrator import FeatmapOrchestrator
 from ..probe import Probe, ProbeBuilder
-from ..ranges import SeriesRanges
+from ..reduce import ProbeMaps, SeriesRanges
+from ..render import ProbeResult
 from .errors import RunError
 from .inputs import ImageItem
 from .model import Fit, load_weights
@@ -41,7 +41,8 @@ class Drawn:
     results: List[ProbeResult] = field(default_factory=list)
 
 
-def compose_layers(result: ProbeResult, cols: Optional[int],
+def compose_layers(result: ProbeResult,
+                   cols: Optional[int],
                    source: str = '') -> np.ndarray:
     """All layer pictures of one result in one image, each titled with its
     layer and value range, above a colour bar.
@@ -61,8 +62,8 @@ class SeriesDrawer:
 
     Args:
         model (nn.Module): The built model (weights are loaded here).
-        pipeline (FeatmapPipeline): Resolved pipeline; its range tracker
-            may be a :class:`SeriesRanges`.
+        orchestrator (FeatmapOrchestrator): Its layers resolved; its range
+            tracker may be a :class:`SeriesRanges`.
         builder (ProbeBuilder): Prepares the images.
         checkpoints (Sequence[str]): Checkpoint files, in order.
         loaded (str, optional): The checkpoint already in ``model``.
@@ -73,14 +74,14 @@ class SeriesDrawer:
 
     def __init__(self,
                  model: nn.Module,
-                 pipeline: FeatmapPipeline,
+                 orchestrator: FeatmapOrchestrator,
                  builder: ProbeBuilder,
                  checkpoints: Sequence[str],
                  loaded: Optional[str] = None,
                  class_names: Optional[Sequence[str]] = None,
                  check_fit: Optional[Callable[[Fit], None]] = None) -> None:
         self.model = model
-        self.pipeline = pipeline
+        self.orchestrator = orchestrator
         self.builder = builder
         self.checkpoints = list(checkpoints)
         self.loaded = loaded
@@ -95,8 +96,8 @@ class SeriesDrawer:
                 self.check_fit(fit)
             self.loaded = checkpoint
 
-    def _probes(self, items: Sequence[ImageItem]
-                ) -> List[Tuple[ImageItem, Probe]]:
+    def _probes(self,
+                items: Sequence[ImageItem]) -> List[Tuple[ImageItem, Probe]]:
         prepared = []
         for item in items:
             try:
@@ -104,8 +105,10 @@ class SeriesDrawer:
             except (OSError, ValueError) as error:
                 # One bad file among many should not stop the rest.
                 self.failed.append((item.source, str(error)))
-                print_log(f'skipped {item.source}: {error}',
-                          logger='current', level=logging.WARNING)
+                print_log(
+                    f'skipped {item.source}: {error}',
+                    logger='current',
+                    level=logging.WARNING)
                 continue
             # Names key the value ranges; they must differ within a chunk.
             probe.name = f'{probe.name}#{len(prepared)}'
@@ -122,19 +125,17 @@ class SeriesDrawer:
             # One probe per pass: only one image's full features at a time.
             for probe in probes:
                 try:
-                    captured = self.pipeline.capture(self.model, [probe])
+                    row.extend(self.orchestrator.fire(self.model, [probe]))
                 except Exception as error:
                     raise RunError(
                         f'the forward pass on {probe.source} failed with '
                         f'checkpoint {checkpoint!r}: '
                         f'{type(error).__name__}: {error}') from error
-                for _, feats, outputs in captured:
-                    row.append(self.pipeline.reduce(
-                        probe, feats, outputs))
             reduced.append(row)
         return reduced
 
-    def run(self, items: Sequence[ImageItem],
+    def run(self,
+            items: Sequence[ImageItem],
             emit: Callable[[Drawn], None],
             advance: Callable[[int], None] = lambda n: None) -> None:
         """Draw every image and hand each to ``emit``.
@@ -145,7 +146,7 @@ class SeriesDrawer:
             advance (callable): Called with the number of images done, for
                 a progress bar.
         """
-        tracker = self.pipeline.range_tracker
+        tracker = self.orchestrator.range_tracker
         # One checkpoint needs no look-ahead: draw image by image.
         chunk = CHUNK if len(self.checkpoints) > 1 else 1
         for start in range(0, len(items), chunk):
@@ -158,8 +159,10 @@ class SeriesDrawer:
                 if isinstance(tracker, SeriesRanges):
                     tracker.apply([m for row in reduced for m in row])
                 for index, (item, _) in enumerate(prepared):
-                    emit(Drawn(item, [
-                        self.pipeline.render(row[index], self.class_names)
-                        for row in reduced
-                    ]))
+                    emit(
+                        Drawn(item, [
+                            self.orchestrator.render(row[index],
+                                                     self.class_names)
+                            for row in reduced
+                        ]))
             advance(len(batch))

@@ -3,7 +3,8 @@
 The command checks its inputs, builds the model from the config, then runs
 the same probe -> capture -> reduce -> render stages as
 :class:`~mmfeatvis.hooks.FeatmapVisHook` (through
-:class:`~mmfeatvis.pipeline.FeatmapPipeline`) and writes the pictures.
+:class:`~mmfeatvis.orchestrator.FeatmapOrchestrator`) and writes the
+pictures.
 """
 import argparse
 import os.path as osp
@@ -14,16 +15,16 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from ..capture import modules_computed_before
-from ..pipeline import FeatmapPipeline
-from ..probe import ProbeBuilder
-from ..ranges import SHARED_MODES, SeriesRanges, ValueRangeTracker
+from ..orchestrator import FeatmapOrchestrator
+from ..probe import ProbeBuilder, class_names
+from ..reduce import SHARED_MODES, SeriesRanges, ValueRangeTracker
 from .args import build_parser, draw_options, parse_value_range, split_paths
 from .drawing import SeriesDrawer
 from .errors import RunError, UsageError
 from .inputs import (checkpoint_labels, collect_images, expand_checkpoints,
                      resolve_config)
-from .model import (Fit, build_model, check_fit, class_names, load_config,
-                    load_weights, pick_device)
+from .model import (Fit, build_model, check_fit, load_config, load_weights,
+                    pick_device)
 from .output import PictureSink
 from .preview import print_preview
 
@@ -62,12 +63,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(config_path, args.cfg_options)
     model = build_model(cfg, device)
     fit = load_weights(model, checkpoints[0])
-    tracker = (SeriesRanges(value_range) if value_range in SHARED_MODES
-               else ValueRangeTracker(value_range))
-    pipeline = FeatmapPipeline(
+    tracker = (
+        SeriesRanges(value_range)
+        if value_range in SHARED_MODES else ValueRangeTracker(value_range))
+    orchestrator = FeatmapOrchestrator(
         args.target_layers, options, tracker, with_stats=False)
     try:
-        layers = pipeline.resolve(model)
+        layers = orchestrator.resolve(model)
     except ValueError as error:
         raise UsageError(f'--target-layers: {error}') from None
     builder = ProbeBuilder(cfg)
@@ -90,10 +92,14 @@ def run(args: argparse.Namespace) -> int:
         f'Drawing {", ".join(layers)} of {len(checkpoints)} '
         f'checkpoint(s) on {len(items)} image(s).',
         logger='current')
-    drawer = SeriesDrawer(model, pipeline, builder, checkpoints,
-                          loaded=checkpoints[0],
-                          class_names=class_names(model, cfg),
-                          check_fit=check)
+    drawer = SeriesDrawer(
+        model,
+        orchestrator,
+        builder,
+        checkpoints,
+        loaded=checkpoints[0],
+        class_names=class_names(model, cfg),
+        check_fit=check)
     progress = ProgressBar(len(items)) if len(items) > 1 else None
 
     def advance(count: int) -> None:
@@ -106,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     _report_written(sink.written)
     if drawer.failed:
         raise RunError(f'{len(drawer.failed)} of {len(items)} image(s) '
-                       'could not be drawn: ' + '; '.join(
-                           reason for _, reason in drawer.failed))
+                       'could not be drawn: ' +
+                       '; '.join(reason for _, reason in drawer.failed))
     return 0
 
 
@@ -135,8 +141,7 @@ def _report_written(written: List[str]) -> None:
             logger='current')
 
 
-def main(argv: Optional[List[str]] = None, prog: Optional[str] = None
-         ) -> int:
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """Entry point of ``tools/featvis.py`` and the ``mmfeatvis`` command.
 
     Args:

@@ -16,10 +16,11 @@ from mmengine.config import Config
 from mmengine.fileio import get as get_bytes
 from mmengine.logging import print_log
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import DATASETS, MODELS, init_default_scope
+from mmengine.registry import MODELS, init_default_scope
 from mmengine.runner.checkpoint import load_state_dict
 from torch import nn
 
+from ..engine_internals import revised_keys
 from .errors import RunError, UsageError
 
 
@@ -40,11 +41,10 @@ def pick_device(device: Optional[str]) -> str:
         if not torch.cuda.is_available():
             raise UsageError(f'--device {device}: CUDA is not available on '
                              'this machine; use --device cpu.')
-        if parsed.index is not None and (parsed.index >=
-                                         torch.cuda.device_count()):
-            raise UsageError(
-                f'--device {device}: there are only '
-                f'{torch.cuda.device_count()} CUDA device(s).')
+        if parsed.index is not None and (parsed.index
+                                         >= torch.cuda.device_count()):
+            raise UsageError(f'--device {device}: there are only '
+                             f'{torch.cuda.device_count()} CUDA device(s).')
     return device
 
 
@@ -77,8 +77,8 @@ def _drop_pretrained(node: Any) -> None:
         if node.get('pretrained'):
             node['pretrained'] = None
         init_cfg = node.get('init_cfg')
-        if isinstance(init_cfg, dict) and init_cfg.get('type') == (
-                'Pretrained'):
+        if isinstance(init_cfg,
+                      dict) and init_cfg.get('type') == ('Pretrained'):
             node['init_cfg'] = None
         elif isinstance(init_cfg, list):
             node['init_cfg'] = [
@@ -194,10 +194,7 @@ def load_weights(model: nn.Module, checkpoint: str) -> Fit:
         raise RunError(f'cannot load the checkpoint {checkpoint!r}: '
                        f'{type(error).__name__}: {error}') from error
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    state = {
-        k[len('module.'):] if k.startswith('module.') else k: v
-        for k, v in state.items()
-    }
+    state = revised_keys(state)
     own = model.state_dict()
     fit = Fit(checkpoint)
     for key, tensor in own.items():
@@ -213,8 +210,10 @@ def load_weights(model: nn.Module, checkpoint: str) -> Fit:
             f'its {len(state)} entries names one of the model\'s '
             f'{len(own)} parameters and buffers. Is it from another config?')
     load_state_dict(
-        model, {k: v
-                for k, v in state.items() if k not in fit.mismatched},
+        model, {
+            k: v
+            for k, v in state.items() if k not in fit.mismatched
+        },
         strict=False,
         logger='silent')
     meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
@@ -260,33 +259,3 @@ def check_fit(fit: Fit, needed: Set[str]) -> None:
             '(predictions drawn under them may be wrong).',
             logger='current',
             level=logging.WARNING)
-
-
-def class_names(model: nn.Module, cfg: Config) -> Optional[List[str]]:
-    """Class names for drawn predictions.
-
-    From the checkpoint's dataset meta, else the config's test dataset
-    ``metainfo``, else the dataset class's ``METAINFO`` (no files read).
-    """
-    meta = getattr(model, 'dataset_meta', None) or {}
-    if meta.get('classes'):
-        return list(meta['classes'])
-    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
-    while isinstance(dataset, dict) and 'dataset' in dataset and (
-            'metainfo' not in dataset):
-        dataset = dataset['dataset']  # dataset wrappers
-    if not isinstance(dataset, dict):
-        return None
-    metainfo = dataset.get('metainfo') or {}
-    if metainfo.get('classes'):
-        return list(metainfo['classes'])
-    kind = dataset.get('type')
-    try:
-        # The root registry does not look into the default scope's child
-        # registry by itself; building does this switch too.
-        with DATASETS.switch_scope_and_registry(None) as registry:
-            cls = registry.get(kind) if isinstance(kind, str) else kind
-    except Exception:  # an unknown dataset type: no names, plain labels
-        cls = None
-    classes = getattr(cls, 'METAINFO', {}).get('classes') if cls else None
-    return list(classes) if classes else None

@@ -20,17 +20,18 @@ import os
 import os.path as osp
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from ..write import put_atomically, safe_name
+from ..probe import safe_name
+from ..render import ProbeResult, series_strip, titled
+from ..write import encode_image, gif_bytes, put_atomically
 from .drawing import Drawn, compose_layers
 from .errors import RunError, UsageError
 from .inputs import output_path, with_image_extension
-from .series import gif_bytes, series_ranges, series_strip, titled
 
 DEFAULT_OUT_DIR = 'output'
 
@@ -38,8 +39,8 @@ DEFAULT_OUT_DIR = 'output'
 def display_available() -> bool:
     """Whether a window can be opened (a display on Linux)."""
     if sys.platform.startswith('linux'):
-        return bool(os.environ.get('DISPLAY')
-                    or os.environ.get('WAYLAND_DISPLAY'))
+        return bool(
+            os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
     return True
 
 
@@ -101,8 +102,8 @@ class PictureSink:
         self.written: List[str] = []
         # A folder that cannot take files fails now, not after the model.
         if self.out_file:
-            _check_writable(osp.dirname(self.out_file) or '.', '--out-file',
-                            self.out_file)
+            _check_writable(
+                osp.dirname(self.out_file) or '.', '--out-file', self.out_file)
         elif self.out_dir:
             _check_writable(self.out_dir, '--out-dir', self.out_dir)
 
@@ -112,12 +113,12 @@ class PictureSink:
         return len(self.labels) > 1
 
     def _write(self, path: str, image: np.ndarray) -> None:
-        ok, encoded = cv2.imencode(
-            osp.splitext(path)[1], np.ascontiguousarray(image[..., ::-1]))
-        if not ok:
+        try:
+            encoded = encode_image(image, osp.splitext(path)[1][1:])
+        except ValueError:
             raise RunError(f'OpenCV cannot encode {path!r}; use .jpg or '
-                           '.png.')
-        self._save(path, encoded.tobytes())
+                           '.png.') from None
+        self._save(path, encoded)
 
     def _save(self, path: str, data: bytes) -> None:
         """Write ``data`` to ``path`` whole, or fail naming the reason."""
@@ -135,9 +136,11 @@ class PictureSink:
             cv2.destroyWindow(title)
         except cv2.error as error:
             # e.g. opencv-python-headless, which has no GUI at all.
-            print_log(f'--show failed ({str(error).strip()}); writing to '
-                      f'{DEFAULT_OUT_DIR!r} instead.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'--show failed ({str(error).strip()}); writing to '
+                f'{DEFAULT_OUT_DIR!r} instead.',
+                logger='current',
+                level=logging.WARNING)
             self.show = False
             if not (self.out_dir or self.out_file):
                 self.out_dir = DEFAULT_OUT_DIR
@@ -159,12 +162,15 @@ class PictureSink:
     def _series_paths(self, drawn: Drawn):
         if self.out_file:
             stem, extension = osp.splitext(self.out_file)
-            frames = [f'{stem}_{safe_name(label)}{extension}'
-                      for label in self.labels]
+            frames = [
+                f'{stem}_{safe_name(label)}{extension}'
+                for label in self.labels
+            ]
             return frames, self.out_file, stem + '.gif'
         base = osp.join(self.out_dir, osp.splitext(drawn.item.rel_path)[0])
         frames = [
-            osp.join(base, safe_name(label) + '.jpg') for label in self.labels
+            osp.join(base,
+                     safe_name(label) + '.jpg') for label in self.labels
         ]
         return (frames, osp.join(base, 'series_strip.jpg'),
                 osp.join(base, 'series.gif'))
@@ -189,3 +195,24 @@ class PictureSink:
             osp.splitext(gif_path)[0] + '_ranges.json',
             json.dumps(series_ranges(self.labels, drawn.results),
                        indent=1).encode())
+
+
+def series_ranges(labels: Sequence[str],
+                  results: Sequence[ProbeResult]) -> Dict[str, dict]:
+    """What every layer was drawn with, for ``series_ranges.json``: the
+    shared range and each checkpoint's own.
+
+    Returns:
+        dict: ``{layer: {'shared': [lo, hi], 'checkpoints': {label:
+        [lo, hi]}}}``.
+    """
+    summary: Dict[str, dict] = {}
+    for label, result in zip(labels, results):
+        for layer, value_range in result.ranges.items():
+            entry = summary.setdefault(layer, {
+                'shared': list(value_range),
+                'checkpoints': {}
+            })
+            own = result.own_ranges.get(layer, value_range)
+            entry['checkpoints'][label] = list(own)
+    return summary

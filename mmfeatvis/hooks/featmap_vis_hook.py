@@ -14,15 +14,17 @@ from mmengine.runner import IterBasedTrainLoop
 from torch import nn
 
 from ..capture import is_sharded, unwrap_model
-from ..maps import ProbeMaps
-from ..pipeline import DrawOptions, FeatmapPipeline
-from ..probe import Probe, ProbeBuilder, ProbeSpec, read_rgb
-from ..ranges import ValueRangeTracker
+from ..engine_internals import built_train_loop, vis_backends
+from ..options import DrawOptions
+from ..orchestrator import FeatmapOrchestrator
+from ..probe import Probe, ProbeBuilder, ProbeSpec, class_names, read_rgb
+from ..reduce import ProbeMaps, ValueRangeTracker
 from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
-                     prepare_backends, render_and_write)
-from ..write.backends import built_train_loop, vis_backends
+                     prepare_backends)
 
 CHECKPOINT_KEY = 'featvis_value_ranges'
+#: What ``target_layers=None`` draws: those of them that the model has.
+DEFAULT_LAYERS = ('backbone', 'neck')
 
 
 @HOOKS.register_module()
@@ -42,10 +44,10 @@ class FeatmapVisHook(Hook):
         probe (str | list | dict, optional): An image path, a list of paths,
             or ``dict(dataset='val'|'train'|'test', index=i)``. Defaults to
             None: the first sample of the validation set.
-        target_layers (str | Sequence[str]): Module names, dotted paths or
-            globs such as ``'backbone.stage*'``. Defaults to
-            ``('backbone', 'neck')`` (the layers that exist are kept when
-            left at the default).
+        target_layers (str | Sequence[str], optional): Module names, dotted
+            paths or globs such as ``'backbone.stage*'``; each must match.
+            Defaults to None: ``backbone`` and ``neck``, those of them the
+            model has.
         interval (int): Fire every ``interval`` iterations or epochs.
             Defaults to 50.
         by_epoch (bool): Count ``interval`` in epochs. Defaults to False.
@@ -111,8 +113,7 @@ class FeatmapVisHook(Hook):
 
     def __init__(self,
                  probe: ProbeSpec = None,
-                 target_layers: Union[str, Sequence[str]] = ('backbone',
-                                                             'neck'),
+                 target_layers: Union[None, str, Sequence[str]] = None,
                  interval: int = 50,
                  by_epoch: bool = False,
                  channel_reduction: Optional[str] = 'select_max',
@@ -154,8 +155,7 @@ class FeatmapVisHook(Hook):
         self.image_format = image_format
         self.with_stats = with_stats
         self.probe_pipeline = probe_pipeline
-        self._default_layers = (not isinstance(target_layers, str) and tuple(
-            target_layers) == ('backbone', 'neck'))
+        self._default_layers = target_layers is None
         options = DrawOptions(
             channel_reduction=channel_reduction,
             topk=topk,
@@ -167,8 +167,8 @@ class FeatmapVisHook(Hook):
             score_thr=score_thr,
             max_image_side=max_image_side)
         self.range_tracker = ValueRangeTracker(value_range)
-        self.pipeline = FeatmapPipeline(
-            target_layers,
+        self.orchestrator = FeatmapOrchestrator(
+            DEFAULT_LAYERS if target_layers is None else target_layers,
             options,
             self.range_tracker,
             with_stats,
@@ -186,9 +186,9 @@ class FeatmapVisHook(Hook):
         model = unwrap_model(runner.model)
         if self._default_layers:
             # The default names what detectors have; keep what exists.
-            present = [n for n in ('backbone', 'neck') if hasattr(model, n)]
-            self.pipeline.target_layers = present or ['backbone']
-        layers = self.pipeline.resolve(model)
+            present = [n for n in DEFAULT_LAYERS if hasattr(model, n)]
+            self.orchestrator.target_layers = present or ['backbone']
+        layers = self.orchestrator.resolve(model)
         self._check_loop(runner)
         if not (self._is_sharded(runner) or is_main_process()):
             return
@@ -229,16 +229,16 @@ class FeatmapVisHook(Hook):
     def _check_drawable(self, runner, model: nn.Module) -> None:
         """One probe pass before training: a layer that no firing could
         draw stops the run now, with the reason."""
-        errors, glob_matches = self.pipeline.undrawable(
+        errors, glob_matches = self.orchestrator.undrawable(
             model,
             self.probes,
             call_model=runner.model if self._is_sharded(runner) else None)
         if errors:
             raise ValueError(
-                'FeatmapVisHook: these target layers would never be drawn: '
-                + '; '.join(f'{layer!r}: {reason}'
-                            for layer, reason in errors.items()) + '.')
-        self.pipeline.report_skipped(glob_matches)
+                'FeatmapVisHook: these target layers would never be drawn: ' +
+                '; '.join(f'{layer!r}: {reason}'
+                          for layer, reason in errors.items()) + '.')
+        self.orchestrator.report_skipped(glob_matches)
 
     def _watch_termination(self) -> None:
         """On SIGTERM, finish the images being written, then end as the
@@ -306,8 +306,10 @@ class FeatmapVisHook(Hook):
         self._unwatch_termination()
         failed = WRITE_FAILURES.summary()
         if failed:
-            print_log(f'FeatmapVisHook: {failed}.', logger='current',
-                      level=logging.WARNING)
+            print_log(
+                f'FeatmapVisHook: {failed}.',
+                logger='current',
+                level=logging.WARNING)
 
     # -- value ranges survive resuming --
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -344,21 +346,17 @@ class FeatmapVisHook(Hook):
         description = f'FeatmapVisHook: drawing at step {step}'
         try:
             model = self._probe_model(runner)
-            captured = self.pipeline.capture(
-                model,
-                self.probes,
-                call_model=runner.model if sharded else None)
             # Deferred: on a GPU the maps' copy to the host is only queued
             # here; the writer thread waits for it, not the training loop.
-            maps = [
-                self.pipeline.reduce(*item, defer=True) for item in captured
-            ]
-            del captured  # the full-size maps are not kept past here
+            maps = self.orchestrator.fire(
+                model,
+                self.probes,
+                call_model=runner.model if sharded else None,
+                defer=True)
             if not is_main_process():
                 return
-            class_names = _class_names(runner, model)
-            job = partial(self._render_and_write, runner.visualizer, maps,
-                          step, class_names)
+            names = class_names(model, visualizer=runner.visualizer)
+            job = partial(self._write, runner.visualizer, maps, step, names)
             if self.async_write:
                 self._background().submit(job, description)
             else:
@@ -370,8 +368,8 @@ class FeatmapVisHook(Hook):
                 logger='current',
                 level=logging.WARNING)
 
-    def _render_and_write(self, visualizer, maps: List[ProbeMaps], step: int,
-                          class_names: Optional[Sequence[str]]) -> None:
+    def _write(self, visualizer, maps: List[ProbeMaps], step: int,
+               names: Optional[Sequence[str]]) -> None:
         reanchored = [
             f'{probe_maps.probe.name}/{item.layer}' for probe_maps in maps
             for item in probe_maps.layers if item.reanchored
@@ -382,12 +380,11 @@ class FeatmapVisHook(Hook):
                 f'{", ".join(reanchored)} (the kept one no longer fit the '
                 'maps; the tiles state the ranges).',
                 logger='current')
-        render_and_write(
+        self.orchestrator.write(
             visualizer,
-            self.pipeline,
             maps,
             step,
-            class_names,
+            names,
             per_layer=self.per_layer,
             overview=self.overview,
             stats=self.with_stats,
@@ -411,11 +408,3 @@ class FeatmapVisHook(Hook):
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close(timeout)
-
-
-def _class_names(runner, model: nn.Module) -> Optional[Sequence[str]]:
-    for owner in (model, runner.visualizer):
-        meta = getattr(owner, 'dataset_meta', None) or {}
-        if meta.get('classes'):
-            return meta['classes']
-    return None

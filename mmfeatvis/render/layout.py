@@ -1,6 +1,6 @@
 """Grids of tiles and panels with titles, drawn with OpenCV only."""
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -37,6 +37,32 @@ def draw_label(image: np.ndarray,
     cv2.putText(image, text, org, _FONT, font_scale, (0, 0, 0), 1,
                 cv2.LINE_AA)
     return image
+
+
+def positive_pair(name: str, value: Any,
+                  parts: str = '(height, width)') -> Tuple[int, int]:
+    """``value`` as two positive ints, e.g. a size or a grid.
+
+    Raises:
+        ValueError: Naming ``name`` and ``parts``, if it is not that.
+    """
+    try:
+        first, second = (int(v) for v in value)
+    except (TypeError, ValueError):
+        first = second = 0
+    if first < 1 or second < 1:
+        raise ValueError(f'{name} must be {parts} of positive integers, '
+                         f'got {value!r}.')
+    return first, second
+
+
+def check_arrangement(arrangement: Any) -> Tuple[int, int]:
+    """``(rows, cols)`` of a top-k grid as two positive ints.
+
+    Raises:
+        ValueError: If ``arrangement`` is not two positive integers.
+    """
+    return positive_pair('arrangement', arrangement, '(rows, cols)')
 
 
 def fitted_arrangement(arrangement: Sequence[int],

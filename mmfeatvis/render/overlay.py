@@ -1,5 +1,5 @@
 """Value maps to colour images: resize, normalize, colour, blend."""
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -93,8 +93,13 @@ def to_uint8(values: np.ndarray,
         np.ndarray: uint8 map of the same shape.
     """
     if value_range is None:
-        return cv2.normalize(values, out, -0.5 + _EPS, 254.5 + _EPS,
-                             cv2.NORM_MINMAX, dtype=cv2.CV_8U)
+        return cv2.normalize(
+            values,
+            out,
+            -0.5 + _EPS,
+            254.5 + _EPS,
+            cv2.NORM_MINMAX,
+            dtype=cv2.CV_8U)
     lo, hi = float(value_range[0]), float(value_range[1])
     if not hi > lo:
         if out is None:
@@ -103,9 +108,14 @@ def to_uint8(values: np.ndarray,
         return out
     scale = 255.0 / (hi - lo)
     # addWeighted saturates, which clips to [lo, hi] in the same pass.
-    return cv2.addWeighted(values, scale, values, 0.0,
-                           -lo * scale - 0.5 + _EPS, dst=out,
-                           dtype=cv2.CV_8U)
+    return cv2.addWeighted(
+        values,
+        scale,
+        values,
+        0.0,
+        -lo * scale - 0.5 + _EPS,
+        dst=out,
+        dtype=cv2.CV_8U)
 
 
 def colorize(values: np.ndarray,
@@ -145,8 +155,9 @@ def colorize(values: np.ndarray,
         rng = None if ranges is None else ranges[0]
         return to_uint8(np.ascontiguousarray(values), rng, out)
     planes = [
-        to_uint8(np.ascontiguousarray(values[:, :, i]),
-                 None if ranges is None else ranges[i]) for i in range(3)
+        to_uint8(
+            np.ascontiguousarray(values[:, :, i]),
+            None if ranges is None else ranges[i]) for i in range(3)
     ]
     return cv2.merge(planes, out)
 
@@ -174,3 +185,22 @@ def blend(image: Optional[np.ndarray],
         out[...] = colour
         return out
     return cv2.addWeighted(image, 1 - alpha, colour, alpha, 0, dst=out)
+
+
+def image_at(image: np.ndarray, hw: Tuple[int, int],
+             kept: Dict[Tuple[int, int], np.ndarray]) -> np.ndarray:
+    """``image`` at ``hw``: area-resampled once, then taken from ``kept``
+    (a probe's images are drawn at the same sizes at every firing).
+
+    Args:
+        image (np.ndarray): The original image.
+        hw (tuple[int, int]): The size wanted.
+        kept (dict): Resampled images by size, filled here.
+    """
+    hw = (int(hw[0]), int(hw[1]))
+    if hw == image.shape[:2]:
+        return image
+    if hw not in kept:
+        kept[hw] = cv2.resize(
+            image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+    return kept[hw]

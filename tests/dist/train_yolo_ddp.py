@@ -13,7 +13,7 @@ import torch.distributed as dist
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from test_hook_yolo import featvis_hook, yolo_cfg  # noqa: E402
+from conftest import featvis_hook, yolo_cfg  # noqa: E402
 
 from report import train_and_report  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Value ranges: which values the ends of the colour scale stand for.
 
-The whole policy lives here. The pipeline measures a map's range (over the
+The whole policy lives here. The orchestrator measures a map's range (over the
 image content, clipped to a percentile) when the tracker asks for it
 (:meth:`ValueRangeTracker.needs_measurement`), hands it to
 :meth:`ValueRangeTracker.update` and draws with what comes back; it replays
@@ -32,7 +32,7 @@ one range per (image, layer) for every checkpoint.
 
 A range is a ``(lo, hi)`` tuple of Python floats, or a (2,) tensor that
 may still be on the device where it was measured: the tracker does its
-arithmetic on the device then, without a host sync, and the pipeline puts
+arithmetic on the device then, without a host sync, and the orchestrator puts
 the host copy back with :meth:`ValueRangeTracker.settle`.
 
 Threads: the training thread calls :meth:`~ValueRangeTracker.update` and
@@ -154,7 +154,7 @@ class ValueRangeTracker:
         self._reanchored: Dict[Hashable, torch.Tensor] = {}
         self._lock = threading.RLock()
 
-    # -- policy: what the pipeline asks before it measures --
+    # -- policy: what the orchestrator asks before it measures --
     def needs_measurement(self, key: Hashable) -> bool:
         """Whether :meth:`update` for ``key`` needs this firing's range
         (False: call it with ``observed=None`` and save the device work)."""

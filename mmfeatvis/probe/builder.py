@@ -8,18 +8,18 @@ every firing feeds exactly the same input and overlays can be aligned with
 the original pixels.
 """
 import copy
-import os.path as osp
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import ConfigDict
 from mmengine.dataset import Compose
-from mmengine.fileio import get as get_bytes
+from mmengine.registry import DATASETS
 from torch import nn
+
+from .image import probe_name, read_rgb
 
 #: Meta keys the drawing core's alignment helper understands.
 ALIGNMENT_META_KEYS = ('ori_shape', 'img_shape', 'pad_shape',
@@ -39,29 +39,17 @@ class Probe:
             ``data_preprocessor`` returned them, on the model's device.
         meta (dict): Resize and padding meta (see ``ALIGNMENT_META_KEYS``).
         source (str): Where the image came from, for messages.
-        packed (dict): The pipeline's output before the data preprocessor
-            (``inputs``, ``data_samples`` lists), as a dataloader yields it;
-            what ``model.test_step`` takes.
+        resized (dict): The original image resampled to other sizes, by
+            (h, w), kept by the render stage (the overview's tiles are
+            drawn on one at every firing).
     """
     name: str
     image: np.ndarray
     data: Dict[str, Any]
     meta: Dict[str, Any] = field(default_factory=dict)
     source: str = ''
-    packed: Dict[str, Any] = field(default_factory=dict)
-    _resized: Dict[Tuple[int, int], np.ndarray] = field(
+    resized: Dict[Tuple[int, int], np.ndarray] = field(
         default_factory=dict, init=False, repr=False, compare=False)
-
-    def image_at(self, hw: Tuple[int, int]) -> np.ndarray:
-        """The original image at ``hw`` (area-resampled once, then kept;
-        the overview's tiles are drawn on it at every firing)."""
-        hw = (int(hw[0]), int(hw[1]))
-        if hw == self.image.shape[:2]:
-            return self.image
-        if hw not in self._resized:
-            self._resized[hw] = cv2.resize(
-                self.image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
-        return self._resized[hw]
 
     def model_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for ``model(**kwargs, mode=...)``.
@@ -112,46 +100,6 @@ def without_annotation_loading(pipeline: List[dict]) -> List[dict]:
         t for t in pipeline
         if not re.search(r'Load\w*Annotation', _transform_type_name(t))
     ]
-
-
-def read_rgb(path: str, backend_args: Optional[dict] = None) -> np.ndarray:
-    """Read an image through ``mmengine.fileio`` as RGB uint8.
-
-    Args:
-        path (str): Local path or any URI a file backend understands.
-        backend_args (dict, optional): Arguments for the file backend.
-
-    Returns:
-        np.ndarray: ``(H, W, 3)`` RGB image.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        OSError: If it cannot be read (e.g. a URL without network).
-        ValueError: If the file is not a readable image.
-    """
-    try:
-        content = get_bytes(path, backend_args=backend_args)
-    except FileNotFoundError:
-        raise FileNotFoundError(f'Probe image not found: {path!r}') from None
-    except Exception as error:  # a URL without network, a bad backend
-        raise OSError(f'cannot read the probe image {path!r}: '
-                      f'{type(error).__name__}: {error}') from error
-    # OpenCV straight away (mmcv's reader is the same call): reading a
-    # probe then needs no compiled mmcv, on a machine with only torch.
-    data = np.frombuffer(content, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError(f'Probe image {path!r} is not a readable image.')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def probe_name(source: str, index: int, taken: Sequence[str]) -> str:
-    """A short, file-name-safe name for a probe, unique among ``taken``."""
-    stem = osp.splitext(osp.basename(str(source).rstrip('/')))[0] or 'probe'
-    name = re.sub(r'[^A-Za-z0-9_.-]+', '_', stem)
-    if name in taken:
-        name = f'{name}_{index}'
-    return name
 
 
 def _image_to_input(image: np.ndarray) -> Dict[str, Any]:
@@ -270,19 +218,17 @@ class ProbeBuilder:
         for index, entry in enumerate(entries):
             info = self._data_info(entry)
             image = read_rgb(info['img_path'], backend_args)
-            packed = self._pack(info, image, keep_annotations=isinstance(
-                entry, dict))
+            packed = self._pack(
+                info, image, keep_annotations=isinstance(entry, dict))
             data = self._preprocess(model, packed)
-            source = (info['img_path'] if isinstance(entry, str) else
-                      f"{entry['dataset']}[{entry.get('index', 0)}]")
+            source = (
+                info['img_path'] if isinstance(entry, str) else
+                f"{entry['dataset']}[{entry.get('index', 0)}]")
             name = probe_name(info['img_path'], index,
                               [p.name for p in probes])
             meta = _sample_meta(data.get('data_samples'), image)
             meta.update(packed.get('meta', {}))
-            probes.append(
-                Probe(name, image, data, meta, source,
-                      packed=dict(inputs=packed['inputs'],
-                                  data_samples=packed['data_samples'])))
+            probes.append(Probe(name, image, data, meta, source))
         return probes
 
     def _backend_args(self) -> Optional[dict]:
@@ -312,8 +258,8 @@ class ProbeBuilder:
 
     @staticmethod
     def _preprocess(model: nn.Module, packed: Dict[str, Any]) -> Dict:
-        batch = dict(inputs=packed['inputs'],
-                     data_samples=packed['data_samples'])
+        batch = dict(
+            inputs=packed['inputs'], data_samples=packed['data_samples'])
         preprocessor = getattr(model, 'data_preprocessor', None)
         with torch.no_grad():
             if preprocessor is None:
@@ -323,3 +269,40 @@ class ProbeBuilder:
         if isinstance(data, (tuple, list)):
             data = dict(inputs=data[0], data_samples=data[1])
         return dict(data)
+
+
+def class_names(model: nn.Module,
+                cfg: Any = None,
+                visualizer: Any = None) -> Optional[List[str]]:
+    """Class names for drawn predictions.
+
+    From the model's (the checkpoint's) dataset meta, else the
+    visualizer's, else the config's test dataset ``metainfo``, else the
+    dataset class's ``METAINFO`` (no files read).
+    """
+    for owner in (model, visualizer):
+        meta = getattr(owner, 'dataset_meta', None) or {}
+        if meta.get('classes'):
+            return list(meta['classes'])
+    if cfg is None:
+        return None
+    dataset = (cfg.get('test_dataloader') or {}).get('dataset') or {}
+    while isinstance(dataset,
+                     dict) and 'dataset' in dataset and ('metainfo'
+                                                         not in dataset):
+        dataset = dataset['dataset']  # dataset wrappers
+    if not isinstance(dataset, dict):
+        return None
+    metainfo = dataset.get('metainfo') or {}
+    if metainfo.get('classes'):
+        return list(metainfo['classes'])
+    kind = dataset.get('type')
+    try:
+        # The root registry does not look into the default scope's child
+        # registry by itself; building does this switch too.
+        with DATASETS.switch_scope_and_registry(None) as registry:
+            cls = registry.get(kind) if isinstance(kind, str) else kind
+    except Exception:  # an unknown dataset type: no names, plain labels
+        cls = None
+    classes = getattr(cls, 'METAINFO', {}).get('classes') if cls else None
+    return list(classes) if classes else None

@@ -1,15 +1,17 @@
 """Stage "reduce": quantiles and activation statistics as device tensors.
 
 Nothing here copies to or from the host, so on an accelerator the results
-can travel with the reduced maps in one copy (see :mod:`mmfeatvis.transfer`).
+can travel with the reduced maps in one copy (see
+:mod:`mmfeatvis.cuda.transfer`).
 """
 import math
-from typing import Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import torch
 
 from .threads import one_intraop_thread
+from .tokens import Featmap
 
 #: Order of the values in :func:`activation_stats_tensor`.
 STATS_KEYS = ('mean', 'std', 'max', 'min', 'nonpos_ratio', 'nonfinite_ratio')
@@ -92,5 +94,24 @@ def _finite_stats(x: torch.Tensor) -> torch.Tensor:
     var, mean = torch.var_mean(x, correction=0)
     small, big = torch.aminmax(x)
     nonpos = (x <= 0).sum() / x.numel()
-    return torch.stack([mean, var.sqrt(), big, small, nonpos,
-                        torch.zeros_like(mean)])
+    return torch.stack(
+        [mean, var.sqrt(), big, small, nonpos,
+         torch.zeros_like(mean)])
+
+
+def activation_stats(featmap: Featmap) -> Dict[str, float]:
+    """Summary statistics of a feature map, computed on its device.
+
+    Non-finite values are left out of every statistic.
+
+    Args:
+        featmap (torch.Tensor | np.ndarray): Any shape, at least 1 value.
+
+    Returns:
+        dict[str, float]: 'mean', 'std' (population), 'max', 'min',
+        'nonpos_ratio' (share of values <= 0, e.g. dead ReLU outputs) and
+        'nonfinite_ratio', as Python floats from one host copy of
+        :func:`activation_stats_tensor`. Statistics of a
+        map with no finite value are NaN.
+    """
+    return dict(zip(STATS_KEYS, activation_stats_tensor(featmap).tolist()))

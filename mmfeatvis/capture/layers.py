@@ -1,18 +1,16 @@
-"""Capture stage: forward hooks that exist only for the probe pass.
+"""Capture stage: which modules of a model are captured.
 
-Layer names are resolved once (exact names, dotted paths and globs), then
-:class:`FeatureCapture` attaches forward hooks on entry and removes them in
-``finally``, so no hook of ours stays on the model between firings.
+Layer names are resolved once (exact names, dotted paths and globs) against
+the model with its wrappers (DDP, FSDP, activation checkpointing,
+``torch.compile``) looked through; :mod:`.hooks` then captures them.
 """
 import difflib
 import re
 import weakref
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Set, Tuple
 
-import torch
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from .isolation import isolated_inference
 
@@ -60,8 +58,9 @@ def _walk(model: nn.Module) -> 'OrderedDict[str, Tuple[str, nn.Module]]':
     """User-facing name -> (attribute path in ``model``, module)."""
     layers: 'OrderedDict[str, Tuple[str, nn.Module]]' = OrderedDict()
     for path, module in model.named_modules():
-        clean = '.'.join(part for part in path.split('.')
-                         if part not in _WRAPPER_NAME_PARTS)
+        clean = '.'.join(
+            part for part in path.split('.')
+            if part not in _WRAPPER_NAME_PARTS)
         if clean and clean not in layers:
             layers[clean] = (path, module)
     _PATHS[model] = {name: path for name, (path, _) in layers.items()}
@@ -219,13 +218,17 @@ def modules_computed_before(model: nn.Module, forward: Callable[[], Any],
     handles = []
 
     def on_enter(name: str):
+
         def hook(module: nn.Module, args: Any) -> None:
             entered.append(name)
+
         return hook
 
     def on_return(name: str):
+
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             finished.setdefault(name, len(entered))
+
         return hook
 
     try:
@@ -263,8 +266,9 @@ def not_called_reason(model: nn.Module, layer: str) -> str:
                 'Runner calls it in train_step and val_step), and the probe '
                 'is prepared once beforehand; target a layer of the network '
                 'instead, such as backbone')
-    if 'loss' in layer.rsplit('.', 1)[-1].lower() or type(
-            module).__name__.lower().endswith('loss'):
+    if 'loss' in layer.rsplit(
+            '.',
+            1)[-1].lower() or type(module).__name__.lower().endswith('loss'):
         return ('it was not called in the probe forward: it is a loss, '
                 'which the model calls only to compute training losses, '
                 'not in the forward that predicts; target the layer whose '
@@ -282,109 +286,3 @@ def _unknown_layer_message(pattern: str, names: List[str]) -> str:
     return (f'Unknown layer {pattern!r}: no module of the model matches '
             f'it.{hint} Top-level modules: {", ".join(top_level)}. '
             "Use --preview-model (tools/featvis.py) to list them all.")
-
-
-def flatten_output(name: str, output: Any) -> Iterator[Tuple[str, Any]]:
-    """Flatten a module's output into ``(name, leaf)`` pairs.
-
-    Tuples and lists are named by index (``'backbone[0]'``), dicts by key
-    (``'head[cls]'``); nested containers recurse. Leaves that are not
-    tensors are yielded too, so callers can report them.
-
-    Args:
-        name (str): The module name.
-        output (Any): What the module returned.
-
-    Yields:
-        tuple[str, Any]: Flattened name and leaf value.
-    """
-    if isinstance(output, torch.Tensor):
-        yield name, output
-    elif isinstance(output, (tuple, list)):
-        for index, item in enumerate(output):
-            yield from flatten_output(f'{name}[{index}]', item)
-    elif isinstance(output, dict):
-        for key, item in output.items():
-            yield from flatten_output(f'{name}[{key}]', item)
-    else:
-        yield name, output
-
-
-class FeatureCapture:
-    """Context manager that records the outputs of named modules.
-
-    Hooks are attached on ``__enter__`` and always removed on ``__exit__``,
-    also when the forward pass raises. Outputs are detached references; the
-    caller decides what to keep.
-
-    Args:
-        model (nn.Module): The unwrapped model.
-        layer_names (Sequence[str]): Module names, as :func:`resolve_layers`
-            returns them.
-
-    Example:
-        >>> with FeatureCapture(model, ['backbone']) as capture:
-        ...     model(inputs, mode='tensor')
-        >>> capture.pop_features()  # {'backbone[0]': tensor, ...}
-    """
-
-    def __init__(self, model: nn.Module, layer_names: Sequence[str]) -> None:
-        self._modules = find_layers(model, layer_names)
-        self._handles: List[RemovableHandle] = []
-        self._calls: Dict[str, List[Any]] = {}
-
-    def _make_hook(self, name: str):
-
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            # Detach so that nothing of the probe keeps an autograd graph.
-            self._calls.setdefault(name, []).append(_detach(output))
-
-        return hook
-
-    def __enter__(self) -> 'FeatureCapture':
-        self._calls = {}
-        try:
-            for name, module in self._modules:
-                self._handles.append(
-                    module.register_forward_hook(self._make_hook(name)))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self._remove()
-
-    def pop_features(self) -> 'OrderedDict[str, Any]':
-        """Return what was captured since the last call, flattened.
-
-        A module called several times in one forward (a head shared across
-        pyramid levels) yields one entry per call, suffixed ``#0``, ``#1``...
-
-        Returns:
-            OrderedDict[str, Any]: Leaf name to tensor (or to the non-tensor
-            value, so that callers can report it), in layer order.
-        """
-        features: 'OrderedDict[str, Any]' = OrderedDict()
-        for name, _ in self._modules:
-            calls = self._calls.get(name, [])
-            for index, output in enumerate(calls):
-                call_name = name if len(calls) == 1 else f'{name}#{index}'
-                features.update(flatten_output(call_name, output))
-        self._calls = {}
-        return features
-
-
-def _detach(output: Any) -> Any:
-    if isinstance(output, torch.Tensor):
-        return output.detach()
-    if isinstance(output, (tuple, list)):
-        return [_detach(item) for item in output]
-    if isinstance(output, dict):
-        return {key: _detach(item) for key, item in output.items()}
-    return output

@@ -1,97 +1,42 @@
-"""The probe -> capture -> reduce -> render flow, shared by hook and CLI.
+"""The orchestrator: probe -> capture -> reduce -> render -> write.
 
-:class:`FeatmapPipeline` holds the drawing options and resolved layers:
-:meth:`~FeatmapPipeline.capture` feeds prepared probes through a model
-inside :func:`~mmfeatvis.isolation.isolated_inference`,
-:meth:`~FeatmapPipeline.reduce` reduces the maps on their device and
-:meth:`~FeatmapPipeline.render` draws them, ready for a writer.
+:class:`FeatmapOrchestrator` holds the drawing options, the resolved layers
+and what persists across firings (value ranges, PCA signs, recorded CUDA
+graphs). One firing is :meth:`~FeatmapOrchestrator.fire` (capture every
+probe and reduce its maps on the model's device), then
+:meth:`~FeatmapOrchestrator.write` (render and write, on any thread). The
+hook, the command line and the benchmarks all go through these two.
 """
 import dataclasses
 import functools
 import logging
-import math
-import re
-from dataclasses import dataclass
 from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
                     Tuple)
 
 import numpy as np
 import torch
 from mmengine.logging import print_log
+from mmengine.visualization import Visualizer
 from torch import nn
 
-from .capture import (FeatureCapture, named_exactly, not_called_reason,
+from .capture import (FeatureCapture, isolated_inference, layer_of,
+                      named_exactly, not_called_reason, raised_score_threshold,
                       resolve_layers)
-from .draw import check_draw_options, reduce_for_image, render_reduced
-from .graphs import (DeviceResults, ForwardReplays, ReplayCache,
-                     ReplayedForward, ReplayedReduction, graph_key)
-from .isolation import isolated_inference, raised_score_threshold
-from .maps import (DeviceLayer, ProbeMaps, ProbeResult, ReducedLayer,
-                   device_results)
+from .cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
+                          ReplayedForward, ReplayedReduction, graph_key)
+from .cuda.transfer import HostCopy, start_host_copy
+from .options import DrawOptions
 from .probe import Probe
-from .ranges import ValueRangeTracker, range_floats
-from .reduce import CHANNEL_REDUCTIONS, ReducedFeatmap, value_range_tensor
-from .render import fitted_arrangement, valid_region
-from .render.boxes import draw_detections
-from .stats import STATS_KEYS, activation_stats_tensor
-from .transfer import HostCopy, start_host_copy
+from .reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedFeatmap,
+                     ReducedLayer, ValueRangeTracker, activation_stats_tensor,
+                     content_only, device_results, measure_range_tensor,
+                     range_floats, reduce_for_image, single_sample_layout)
+from .render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_detections,
+                     fitted_arrangement, image_at, render_reduced)
+from .write import stat_scalars, write_results, write_scalars
 
 
-@dataclass
-class DrawOptions:
-    """How captured maps become pictures.
-
-    Args:
-        channel_reduction (str | None): ``'squeeze_mean'``, ``'select_max'``,
-            ``'pca'``, ``'norm'``, ``'std'``, or None for the top-k channels.
-        topk (int): Channels shown when ``channel_reduction`` is None.
-        arrangement (tuple[int, int]): Rows and columns of the top-k grid.
-        alpha (float): Weight of the heat map over the image.
-        colormap (str): OpenCV colormap name.
-        percentile (tuple[float, float], optional): Robust clipping of the
-            value range, e.g. ``(1, 99)``.
-        draw_pred (bool): Draw detector predictions under the maps.
-        score_thr (float): Score threshold for drawn predictions.
-        max_image_side (int, optional): Longest side of a layer's picture
-            (a top-k grid counts whole); a larger probe is drawn whole,
-            resampled. None: the probe's own size.
-    """
-    channel_reduction: Optional[str] = 'select_max'
-    topk: int = 4
-    arrangement: Tuple[int, int] = (2, 2)
-    alpha: float = 0.5
-    colormap: str = 'jet'
-    percentile: Optional[Tuple[float, float]] = None
-    draw_pred: bool = False
-    score_thr: float = 0.3
-    max_image_side: Optional[int] = 2048
-
-    def __post_init__(self) -> None:
-        if self.channel_reduction not in CHANNEL_REDUCTIONS + (None, ):
-            raise ValueError(
-                f'Unknown channel_reduction {self.channel_reduction!r}; '
-                f'choose one of {CHANNEL_REDUCTIONS} or None (top-k).')
-        rows_cols = tuple(self.arrangement)
-        if len(rows_cols) != 2 or min(rows_cols) < 1:
-            raise ValueError(f'arrangement must be (rows, cols) of positive '
-                             f'integers, got {self.arrangement!r}.')
-        self.arrangement = (int(rows_cols[0]), int(rows_cols[1]))
-        if self.channel_reduction is None and self.topk > 0 and (
-                self.arrangement[0] * self.arrangement[1] < self.topk):
-            raise ValueError(
-                f'arrangement {self.arrangement} holds '
-                f'{self.arrangement[0] * self.arrangement[1]} tiles, fewer '
-                f'than topk={self.topk}; enlarge it or lower topk.')
-        check_draw_options(self.alpha, None, self.percentile, self.colormap)
-        if self.max_image_side is not None and (
-                isinstance(self.max_image_side, bool)
-                or not isinstance(self.max_image_side, int)
-                or self.max_image_side < 16):
-            raise ValueError(f'max_image_side must be an integer >= 16 or '
-                             f'None, got {self.max_image_side!r}.')
-
-
-class FeatmapPipeline:
+class FeatmapOrchestrator:
     """Runs probes through a model and draws the captured maps.
 
     Args:
@@ -104,7 +49,7 @@ class FeatmapPipeline:
         use_cuda_graphs (bool): On a GPU, record the probe's forward pass
             (tensor mode) and, once its value ranges are frozen, its
             reductions as CUDA graphs, and replay them at later firings
-            (see :mod:`mmfeatvis.graphs`).
+            (see :mod:`mmfeatvis.cuda.graphs`).
     """
 
     def __init__(self,
@@ -116,15 +61,16 @@ class FeatmapPipeline:
         self.target_layers = ([target_layers] if isinstance(
             target_layers, str) else list(target_layers))
         self.options = options
-        self.range_tracker = (ValueRangeTracker('per_image')
-                              if range_tracker is None else range_tracker)
+        self.range_tracker = (
+            ValueRangeTracker('per_image')
+            if range_tracker is None else range_tracker)
         self.with_stats = with_stats
         self.layer_names: List[str] = []
         self._not_called: Dict[str, str] = {}
         self._reported: set = set()
         self._warned_cap = False
         self.use_cuda_graphs = use_cuda_graphs
-        self._replays = ReplayCache()
+        self.reduction_replays = ReplayCache()
         self._pca_bases: Dict[Hashable, torch.Tensor] = {}
         self.forward_replays = ForwardReplays()
 
@@ -137,11 +83,12 @@ class FeatmapPipeline:
         }
         return self.layer_names
 
-    def undrawable(self,
-                   model: nn.Module,
-                   probes: Sequence[Probe],
-                   call_model: Optional[Callable[..., Any]] = None
-                   ) -> Tuple[Dict[str, str], Dict[str, str]]:
+    def undrawable(
+        self,
+        model: nn.Module,
+        probes: Sequence[Probe],
+        call_model: Optional[Callable[..., Any]] = None
+    ) -> Tuple[Dict[str, str], Dict[str, str]]:
         """Feed the probes through the model once, as a firing would, and
         tell which layers can never be drawn, without changing any state
         (value ranges, PCA signs, recorded graphs).
@@ -153,22 +100,23 @@ class FeatmapPipeline:
             would write nothing for them, ever. Warnings are the layers a
             glob matched.
         """
-        scratch = FeatmapPipeline(self.target_layers, self.options,
-                                  with_stats=False, use_cuda_graphs=False)
+        scratch = FeatmapOrchestrator(
+            self.target_layers,
+            self.options,
+            with_stats=False,
+            use_cuda_graphs=False)
         scratch.layer_names = list(self.layer_names) or self.resolve(model)
         scratch._not_called = dict(self._not_called)
         skipped: Dict[str, str] = {}
         drawn = False
-        for probe, features, outputs in scratch.capture(
-                model, probes, call_model):
-            maps = scratch.reduce(probe, features, outputs, report=False)
+        for maps in scratch.fire(model, probes, call_model, report=False):
             skipped.update(maps.skipped)
             drawn = drawn or bool(maps.layers)
         exact = named_exactly(self.target_layers, self.layer_names)
         errors = {
             layer: reason
             for layer, reason in skipped.items()
-            if not drawn or layer in exact or _layer_of(layer) in exact
+            if not drawn or layer in exact or layer_of(layer) in exact
         }
         return errors, {k: v for k, v in skipped.items() if k not in errors}
 
@@ -182,11 +130,12 @@ class FeatmapPipeline:
             return 'predict'
         return 'tensor'
 
-    def capture(self,
-                model: nn.Module,
-                probes: Sequence[Probe],
-                call_model: Optional[Callable[..., Any]] = None
-                ) -> List[Tuple[Probe, Dict[str, Any], Any]]:
+    def capture(
+        self,
+        model: nn.Module,
+        probes: Sequence[Probe],
+        call_model: Optional[Callable[..., Any]] = None
+    ) -> List[Tuple[Probe, Dict[str, Any], Any]]:
         """Feed every probe through the model and capture the layers.
 
         Args:
@@ -205,13 +154,13 @@ class FeatmapPipeline:
         call_model = call_model or model
         mode = self.forward_mode(model)
         # A sharded wrapper gathers parameters with collectives: no graph.
-        graphs = (self.use_cuda_graphs and mode == 'tensor'
-                  and call_model is model)
+        graphs = (
+            self.use_cuda_graphs and mode == 'tensor' and call_model is model)
         captured = []
         replayed = set()  # a replay overwrites the maps of the one before
         with isolated_inference(model), raised_score_threshold(
-                model, self.options.score_thr if mode == 'predict' else 0
-        ), FeatureCapture(model, self.layer_names) as capture:
+                model, self.options.score_thr if mode == 'predict' else
+                0), FeatureCapture(model, self.layer_names) as capture:
             for probe in probes:
                 key = _forward_key(model, probe) if graphs else None
                 replay = self._forward_replay(
@@ -226,8 +175,8 @@ class FeatmapPipeline:
                 if graphs and graph_key(probe.name, features) is not None:
                     # Maps all on one GPU, all tensors: worth recording.
                     self.forward_replays.allow(key)
-                captured.append((probe, features,
-                                 outputs if mode == 'predict' else None))
+                captured.append(
+                    (probe, features, outputs if mode == 'predict' else None))
         return captured
 
     def _forward_replay(self, key: Hashable, model: nn.Module, probe: Probe,
@@ -237,8 +186,8 @@ class FeatmapPipeline:
             model(**probe.model_kwargs(), mode='tensor')
             return capture.pop_features()
 
-        return self.forward_replays.get(key, model, run,
-                                        discard=capture.pop_features)
+        return self.forward_replays.get(
+            key, model, run, discard=capture.pop_features)
 
     def reduce(self,
                probe: Probe,
@@ -270,8 +219,11 @@ class FeatmapPipeline:
                 be drawn. Defaults to True.
         """
         maps = ProbeMaps(probe)
+        called = getattr(features, 'called', None)
+        if called is None:  # not from FeatureCapture: read the names
+            called = {layer_of(name) for name in features}
         for layer in self.layer_names:
-            if not any(_layer_of(name) == layer for name in features):
+            if layer not in called:
                 maps.skipped[layer] = self._not_called.get(
                     layer, 'it was not called in the probe forward')
         if outputs:
@@ -301,13 +253,12 @@ class FeatmapPipeline:
         maps.skipped.update(skipped)
         if report:
             self.report_skipped(maps.skipped)
-        maps._completion = functools.partial(self._host_layers, pending,
-                                             copy)
+        maps._completion = functools.partial(self._host_layers, pending, copy)
         return maps if defer else maps.wait()
 
-    def _reduce_all(self, probe: Probe, tensors: Dict[str, torch.Tensor]
-                    ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]],
-                               DeviceResults]:
+    def _reduce_all(
+        self, probe: Probe, tensors: Dict[str, torch.Tensor]
+    ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]], DeviceResults]:
         """Reduce every map on its device: ``((layers, skipped), device
         tensors to copy to the host)``. Recordable as a CUDA graph when the
         kept ranges are frozen (nothing here then changes state)."""
@@ -320,8 +271,9 @@ class FeatmapPipeline:
                 skipped[layer] = str(error)
         return (pending, skipped), device_results(pending)
 
-    def _replay_for(self, probe: Probe, tensors: Dict[str, torch.Tensor]
-                    ) -> Optional[ReplayedReduction]:
+    def _replay_for(
+            self, probe: Probe,
+            tensors: Dict[str, torch.Tensor]) -> Optional[ReplayedReduction]:
         """The CUDA graph of this probe's reductions, when they can be
         replayed: on a GPU, without 'pca' (its eigensolver syncs), and
         where the range tracker changes no state any more."""
@@ -334,14 +286,14 @@ class FeatmapPipeline:
                 self.range_tracker.replayable((probe.name, layer))
                 for layer in tensors):
             return None
-        return self._replays.get(key, tensors,
-                                 functools.partial(self._reduce_all, probe))
+        return self.reduction_replays.get(
+            key, tensors, functools.partial(self._reduce_all, probe))
 
     def _reduce_one(self, probe: Probe, layer: str,
                     featmap: torch.Tensor) -> DeviceLayer:
         opts = self.options
         key = (probe.name, layer)
-        featmap, layout = _single_sample_layout(featmap)
+        featmap, layout = single_sample_layout(featmap)
         reduced = reduce_for_image(
             featmap,
             opts.channel_reduction,
@@ -357,8 +309,9 @@ class FeatmapPipeline:
         observed = values = None
         if tracker.needs_measurement(key):
             # Over the image content: letterbox padding would stretch it.
-            content = _content_only(reduced, probe.meta)
-            observed = value_range_tensor(content, percentile=opts.percentile)
+            content = content_only(reduced, probe.meta)
+            observed = measure_range_tensor(
+                content, percentile=opts.percentile)
             if tracker.needs_values(key):
                 values = content.maps
         norm_range = tracker.update(key, observed, values)
@@ -370,7 +323,7 @@ class FeatmapPipeline:
     def _host_layers(self, pending: List[DeviceLayer],
                      copy: HostCopy) -> List[ReducedLayer]:
         """Wait for ``copy`` and fill in the host values of
-        :func:`~mmfeatvis.maps.device_results`.
+        :func:`~mmfeatvis.reduce.device_results`.
 
         Afterwards maps and channel indices are CPU tensors, ranges tuples
         of floats, statistics dicts of floats, and the tracker keeps the
@@ -390,18 +343,100 @@ class FeatmapPipeline:
             if isinstance(norm_range, torch.Tensor):
                 norm_range = range_floats(host[i, 'range'])
             if item.kept is not None:
-                kept_host = (norm_range if item.kept is item.norm_range else
-                             range_floats(host[i, 'kept']))
+                kept_host = (
+                    norm_range if item.kept is item.norm_range else
+                    range_floats(host[i, 'kept']))
                 self.range_tracker.settle(item.key, item.kept, kept_host)
             stats = None
             if item.stats is not None:
                 stats = dict(zip(STATS_KEYS, host[i, 'stats'].tolist()))
-            reanchored = (item.reanchored is not None
-                          and bool(host[i, 'reanchored']))
+            reanchored = (
+                item.reanchored is not None and bool(host[i, 'reanchored']))
             layers.append(
-                ReducedLayer(item.layer, reduced, norm_range, stats,
-                             reanchored=reanchored))
+                ReducedLayer(
+                    item.layer,
+                    reduced,
+                    norm_range,
+                    stats,
+                    reanchored=reanchored))
         return layers
+
+    def fire(self,
+             model: nn.Module,
+             probes: Sequence[Probe],
+             call_model: Optional[Callable[..., Any]] = None,
+             *,
+             defer: bool = False,
+             report: bool = True) -> List[ProbeMaps]:
+        """One firing's work on the model's device: every probe through
+        the model (:meth:`capture`), its maps reduced (:meth:`reduce`).
+
+        Only the small reduced maps outlive this call; the full-size
+        captured maps are dropped probe by probe.
+
+        Args:
+            model (nn.Module): The unwrapped model.
+            probes (Sequence[Probe]): Prepared probes.
+            call_model (callable, optional): See :meth:`capture`.
+            defer (bool): Return once the copies to the host are queued;
+                :meth:`write` (e.g. on a writer thread) waits for them.
+            report (bool): Warn about layers that cannot be drawn.
+
+        Returns:
+            list[ProbeMaps]: One per probe, for :meth:`render` or
+            :meth:`write`.
+        """
+        captured = self.capture(model, probes, call_model)
+        maps = []
+        while captured:
+            probe, features, outputs = captured.pop(0)
+            maps.append(
+                self.reduce(
+                    probe, features, outputs, defer=defer, report=report))
+        return maps
+
+    def write(self,
+              visualizer: Visualizer,
+              maps: Sequence[ProbeMaps],
+              step: int,
+              class_names: Optional[Sequence[str]] = None,
+              *,
+              per_layer: bool = True,
+              overview: bool = True,
+              stats: bool = True,
+              image_format: str = 'jpg') -> List[str]:
+        """The rest of a firing, on any thread: statistics, then images.
+
+        Only what is written is drawn: full-size images for ``per_layer``,
+        small tiles for ``overview``.
+
+        Args:
+            visualizer (Visualizer): Usually ``runner.visualizer``.
+            maps (Sequence[ProbeMaps]): What :meth:`fire` returned; their
+                host copy may still be in flight (this waits for it).
+            step (int): The training iteration.
+            class_names (Sequence[str], optional): Names of predicted
+                labels.
+            per_layer (bool): Write one image per captured map.
+            overview (bool): Write one composed image per probe.
+            stats (bool): Write activation statistics as scalars.
+            image_format (str): ``'jpg'`` or ``'png'``.
+
+        Returns:
+            list[str]: The image tags written.
+        """
+        if stats:
+            write_scalars(visualizer, stat_scalars(maps), step)
+        results = [
+            self.render(
+                item,
+                class_names,
+                layer_images=per_layer,
+                overview_tile_side=OVERVIEW_TILE_SIDE if overview else None)
+            for item in maps
+        ]
+        return write_results(visualizer, results, step, per_layer, overview,
+                             image_format)
 
     def render(self,
                maps: ProbeMaps,
@@ -429,8 +464,6 @@ class FeatmapPipeline:
             skipped=dict(maps.skipped),
             colormap=self.options.colormap)
         for item in maps.layers:
-            if item.stats is not None:
-                result.stats[item.layer] = item.stats
             if item.norm_range is not None:
                 result.ranges[item.layer] = tuple(item.norm_range)
             if item.own_range is not None:
@@ -446,7 +479,7 @@ class FeatmapPipeline:
             # Predictions are drawn once per size, on the resampled image.
             hw = (max(1, round(height * scale)), max(1, round(width * scale)))
             if hw not in backgrounds:
-                image = probe.image_at(hw)
+                image = image_at(probe.image, hw, probe.resized)
                 if maps.prediction is not None:
                     image = draw_detections(image, maps.prediction,
                                             self.options.score_thr,
@@ -517,12 +550,6 @@ class FeatmapPipeline:
                     level=logging.WARNING)
 
 
-def _layer_of(name: str) -> str:
-    """The module a captured map's name comes from: ``'neck'`` for
-    ``'neck[0]'`` and for ``'neck#1'`` (its second call)."""
-    return re.split(r'[\[#]', name, maxsplit=1)[0]
-
-
 def _forward_key(model: nn.Module, probe: Probe) -> Hashable:
     """What a recorded forward is for: the graph reads the probe's input
     where it is, with its shape and dtype, so another input (even under
@@ -533,34 +560,6 @@ def _forward_key(model: nn.Module, probe: Probe) -> Hashable:
         return probe.name, id(model), None
     return (probe.name, id(model), inputs.data_ptr(), tuple(inputs.shape),
             inputs.dtype)
-
-
-def _content_only(reduced: ReducedFeatmap,
-                  meta: Dict[str, Any]) -> ReducedFeatmap:
-    """The part of the maps over image content, for measuring a range that
-    the padding's values would otherwise stretch."""
-    if not meta or 'batch_input_shape' not in meta:
-        return reduced
-    y0, y1, x0, x1 = valid_region(meta, reduced.hw)
-    maps = reduced.maps[:, math.floor(y0):math.ceil(y1),
-                        math.floor(x0):math.ceil(x1)]
-    return dataclasses.replace(reduced, maps=maps) if maps.numel() else reduced
-
-
-def _single_sample_layout(featmap: torch.Tensor) -> Tuple[torch.Tensor, str]:
-    """Name the layout of a layer output for the probe's batch of one.
-
-    The probe pass has one sample, so a 3-D output with a leading 1 is a
-    batch-first token sequence ``(1, N, C)`` (ViT, Swin) and one with a 1 in
-    the middle is sequence-first ``(N, 1, C)`` (DETR's transformer); neither
-    is a one-channel ``(1, H, W)`` map, as it would be without that
-    knowledge.
-    """
-    if featmap.ndim == 3 and featmap.shape[0] == 1:
-        return featmap, 'tokens'
-    if featmap.ndim == 3 and featmap.shape[1] == 1:
-        return featmap.transpose(0, 1), 'tokens'
-    return featmap, 'auto'
 
 
 def _to_host(sample: Any) -> Any:

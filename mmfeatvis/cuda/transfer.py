@@ -1,4 +1,4 @@
-"""Stage "reduce", last step: bring a probe's small results to the host.
+"""After the reduce stage: bring a probe's small results to the host.
 
 A blocking device-to-host copy waits for the device to finish all queued
 work, so copying each map, channel index, range and statistic on its own

@@ -10,6 +10,7 @@ copy to the host. :class:`ReplayedForward` does the same for the probe's
 forward pass in tensor mode, whose kernels at batch 1 are launched faster
 than Python can.
 """
+import copy
 import itertools
 import logging
 from collections import OrderedDict
@@ -139,6 +140,10 @@ class ReplayCache:
                     level=logging.WARNING)
         return self._graphs[key]
 
+    def recorded(self) -> List[Optional[ReplayedReduction]]:
+        """The recordings kept, oldest first (None where one failed)."""
+        return list(self._graphs.values())
+
 
 def storage_signature(model: nn.Module) -> Tuple[Hashable, ...]:
     """Where the model's parameters and buffers live, as a recorded graph
@@ -189,7 +194,7 @@ class ReplayedForward:
         """Run the recorded forward; the maps it writes, in the graph's own
         memory (overwritten by the next replay)."""
         self.graph.replay()
-        return dict(self.features)
+        return copy.copy(self.features)
 
 
 class ForwardReplays:

@@ -8,15 +8,20 @@ why:
 
 * ``Visualizer._vis_backends``: the backends, to write each image once per
   backend (mmengine has ``get_backend(name)`` but no list).
-* ``BaseVisBackend._save_dir`` and ``LocalVisBackend._img_save_dir``
-  (after ``experiment`` initialised it): where the local backend keeps its
-  images, to write them encoded once and atomically.
+* ``LocalVisBackend._img_save_dir`` (after ``experiment`` initialised
+  it): where the local backend keeps its images, to write them encoded
+  once and atomically.
 * ``SummaryWriter._get_file_writer()``: TensorBoard's event writer, to add
   an image or a batch of scalars as one summary.
 * ``tensorboard.summary.writer.record_writer.masked_crc32c``: replaced by
   a compiled checksum (:func:`use_compiled_crc32c`).
 * ``Runner._train_loop``: the built train loop in ``before_run`` (the
   public ``train_loop`` property would build one in a validation run).
+* the default ``revise_keys`` of ``mmengine.runner.load_checkpoint``:
+  how mmengine renames checkpoint keys (a wrapped model's ``module.``),
+  applied to a checkpoint read here (``load_checkpoint`` itself reads with
+  ``torch.load``'s default ``weights_only=True``, which refuses the
+  training state of every checkpoint a Runner saved).
 """
 import functools
 from typing import Any, Dict, Optional
@@ -28,11 +33,6 @@ from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
 def vis_backends(visualizer: Visualizer) -> Dict[str, Any]:
     """The visualizer's backends by name (empty without any)."""
     return getattr(visualizer, '_vis_backends', None) or {}
-
-
-def local_save_dir(backend: LocalVisBackend) -> str:
-    """Where a local backend saves, before it is initialised."""
-    return backend._save_dir
 
 
 def local_image_dir(backend: LocalVisBackend) -> str:
@@ -51,6 +51,22 @@ def built_train_loop(runner: Any) -> Optional[Any]:
     """The runner's train loop if it is built (during ``train()``), else
     None; never builds one."""
     return getattr(runner, '_train_loop', None)
+
+
+def revised_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:
+    """``state_dict`` with its keys renamed as ``load_checkpoint`` renames
+    them by default (``module.resnet.conv1`` becomes ``resnet.conv1``)."""
+    import inspect
+    import re
+
+    from mmengine.runner import load_checkpoint
+    rules = inspect.signature(load_checkpoint).parameters['revise_keys']
+    for pattern, replacement in rules.default:
+        state_dict = {
+            re.sub(pattern, replacement, key): value
+            for key, value in state_dict.items()
+        }
+    return state_dict
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,21 @@
+"""Stage "capture": the outputs of named layers during a probe pass.
+
+Layers are named as in ``model.named_modules()``, by dotted path or glob
+(:func:`resolve_layers`); :class:`FeatureCapture` holds forward hooks only
+for the pass it wraps, and :func:`isolated_inference` leaves the model's
+modes, gradients, random states and BatchNorm statistics as they were.
+"""
+from .hooks import (CapturedFeatures, FeatureCapture, detached, flatten_output,
+                    layer_of, map_leaves)
+from .isolation import isolated_inference, raised_score_threshold
+from .layers import (find_layers, is_glob, is_sharded, modules_computed_before,
+                     named_exactly, named_layers, not_called_reason,
+                     resolve_layers, unwrap_model)
+
+__all__ = [
+    'CapturedFeatures', 'FeatureCapture', 'detached', 'find_layers',
+    'flatten_output', 'map_leaves', 'is_glob', 'is_sharded',
+    'isolated_inference', 'layer_of', 'modules_computed_before',
+    'named_exactly', 'named_layers', 'not_called_reason',
+    'raised_score_threshold', 'resolve_layers', 'unwrap_model'
+]

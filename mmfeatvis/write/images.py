@@ -1,0 +1,247 @@
+"""Images and scalars into every backend of an mmengine ``Visualizer``.
+
+Each image is encoded once for all backends; one backend's failure never
+keeps an image from the others (:data:`WRITE_FAILURES` counts them).
+"""
+import os.path as osp
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
+                                    Visualizer)
+
+from ..engine_internals import (local_image_dir, tensorboard_file_writer,
+                                use_compiled_crc32c, vis_backends)
+from ..probe import safe_name
+from ..render import ProbeResult
+from .background import log_warning
+from .encode import encode_image, put_atomically
+from .names import image_names, overview_name
+
+
+def add_image(visualizer: Visualizer,
+              name: str,
+              image: np.ndarray,
+              step: int,
+              image_format: str = 'jpg') -> None:
+    """``visualizer.add_image``, encoding the image once for all backends.
+
+    mmengine's local and TensorBoard backends would each encode the image
+    again (a PNG costs about 15 times a JPEG here, and TensorBoard encodes
+    with Pillow); instead it is encoded once with OpenCV in
+    ``image_format`` and the same bytes go to the local file
+    (``vis_image/<name>_<step>.<image_format>``) and the event file. Any
+    other backend, or a subclass that overrides ``add_image``, is called as
+    the Visualizer would call it.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        name (str): Image tag, such as ``featvis/dog/backbone_0``. Local
+            files (any ``LocalVisBackend``, which joins the name into a
+            path) get it as a safe file name, ``featvis_dog_backbone_0``;
+            TensorBoard and other backends get the tag.
+        image (np.ndarray): RGB uint8 image.
+        step (int): Global step.
+        image_format (str): ``'jpg'`` (default) or ``'png'`` (lossless).
+    """
+    encoded: Optional[bytes] = None
+    for backend in vis_backends(visualizer).values():
+        # One backend's failure (a full or read-only disk) must not keep
+        # the image from the others.
+        target = f'image {name!r} of step {step}'
+        try:
+            kind = _own_image_path(backend)
+            if kind is None:
+                backend.add_image(
+                    safe_name(name) if isinstance(backend, LocalVisBackend)
+                    else name, image, step)
+                continue
+            if encoded is None:
+                encoded = encode_image(image, image_format)
+            if kind == 'local':
+                file_name = f'{safe_name(name)}_{step}.{image_format}'
+                target = osp.join(local_image_dir(backend), file_name)
+                put_atomically(encoded, target)
+            else:
+                _add_tensorboard_image(backend, name, encoded, image.shape,
+                                       step)
+        except Exception as error:
+            WRITE_FAILURES.report(type(backend).__name__, target, error)
+
+
+class WriteFailures:
+    """Failed image writes, warned about once per kind and counted.
+
+    A full disk fails every image of every firing; the first failure of a
+    backend with a given error is a warning naming the file and the
+    reason, the rest are counted and summarised by :meth:`summary`.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Dict[Tuple[str, str], int] = {}
+
+    def report(self, backend: str, target: str, error: Exception) -> None:
+        """Record that ``backend`` could not write ``target``."""
+        kind = (backend, f'{type(error).__name__}'
+                f'{getattr(error, "errno", "") or ""}')
+        with self._lock:
+            first = kind not in self.counts
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        if first:
+            log_warning(
+                f'{backend} could not write {target} '
+                f'({type(error).__name__}: {error}); the image was skipped '
+                'there (other backends still got it) and training goes on. '
+                'Later failures of this kind are counted, not repeated.')
+
+    def summary(self) -> Optional[str]:
+        """One line about every failure since the last summary, or None;
+        the counts start again."""
+        with self._lock:
+            counts, self.counts = self.counts, {}
+        if not counts:
+            return None
+        return 'image writes that failed: ' + '; '.join(
+            f'{backend} ({reason}): {count}'
+            for (backend, reason), count in counts.items())
+
+
+#: Failures of :func:`add_image`, process-wide (the writer thread and the
+#: training thread both write).
+WRITE_FAILURES = WriteFailures()
+
+
+def _own_image_path(backend: Any) -> Optional[str]:
+    """'local' or 'tensorboard' where the encoded bytes can be written
+    directly, None where the backend's own ``add_image`` must run."""
+    if _stock(backend, LocalVisBackend, 'add_image'):
+        return 'local'
+    if _stock(backend, TensorboardVisBackend, 'add_image'):
+        return 'tensorboard'
+    return None
+
+
+def _stock(backend: Any, base: type, *methods: str) -> bool:
+    """Whether ``backend`` is a ``base`` whose ``methods`` are mmengine's own
+    (a subclass that overrides one must be called through it)."""
+    return isinstance(backend, base) and all(
+        getattr(type(backend), name) is getattr(base, name)
+        for name in methods)
+
+
+def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
+                           encoded: bytes, shape: Tuple[int, ...],
+                           step: int) -> None:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    summary = Summary(value=[
+        Summary.Value(
+            tag=name,
+            image=Summary.Image(
+                height=shape[0],
+                width=shape[1],
+                colorspace=3,
+                encoded_image_string=encoded))
+    ])
+    tensorboard_file_writer(backend).add_summary(summary, step)
+
+
+def prepare_backends(visualizer: Visualizer) -> None:
+    """Get the backends ready on the training thread, before the writer
+    thread exists.
+
+    The writer thread writes to the local and TensorBoard backends directly;
+    mmengine initialises a backend at its first use, without a lock, and
+    Python can deadlock when two threads first import the same package at
+    once (seen under FSDP: ``_DeadlockError`` on TensorBoard's event file
+    writer). So both happen here instead: the backends are initialised and
+    what the writer imports is imported, and TensorBoard's checksum is
+    compiled (:func:`use_compiled_crc32c`). Call it on the process that
+    writes only: initialising a TensorBoard backend creates its event file.
+    """
+    for backend in vis_backends(visualizer).values():
+        if isinstance(backend, (LocalVisBackend, TensorboardVisBackend)):
+            backend.experiment  # the property initialises the backend
+        if isinstance(backend, TensorboardVisBackend):
+            import tensorboard.compat.proto.summary_pb2  # noqa: F401
+            use_compiled_crc32c()
+
+
+def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
+                  step: int) -> None:
+    """Send scalars to every backend.
+
+    TensorBoard gets them as one summary of many values (one event instead
+    of one per scalar: this runs beside a training loop whose own Python
+    competes for the same interpreter). Other backends get one
+    ``add_scalars`` call per group (a layer's statistics share everything
+    but the last ``/`` part of their names): the hook calls this on its
+    writer thread while the Runner's logger appends to the same
+    ``scalars.json`` of the local backend, and one short line per call is
+    written by one ``write`` in append mode, which concurrent lines cannot
+    split, whereas one line of all layers could exceed the file buffer and
+    be written in pieces.
+    """
+    if not scalars:
+        return
+    groups: Dict[str, Dict[str, float]] = {}
+    for name, value in scalars.items():
+        groups.setdefault(name.rpartition('/')[0], {})[name] = value
+    for backend in vis_backends(visualizer).values():
+        try:
+            if _stock(backend, TensorboardVisBackend, 'add_scalars',
+                      'add_scalar'):
+                _add_tensorboard_scalars(backend, scalars, step)
+                continue
+            for group in groups.values():
+                backend.add_scalars(group, step=step)
+        except Exception as error:  # the images may still get through
+            WRITE_FAILURES.report(
+                type(backend).__name__, f'the statistics of step {step}',
+                error)
+
+
+def _add_tensorboard_scalars(backend: TensorboardVisBackend,
+                             scalars: Dict[str, float], step: int) -> None:
+    from tensorboard.compat.proto.summary_pb2 import Summary
+    summary = Summary(value=[
+        Summary.Value(tag=name, simple_value=float(value))
+        for name, value in scalars.items()
+    ])
+    tensorboard_file_writer(backend).add_summary(summary, step)
+
+
+def write_results(visualizer: Visualizer,
+                  results: List[ProbeResult],
+                  step: int,
+                  per_layer: bool = True,
+                  overview: bool = True,
+                  image_format: str = 'jpg') -> List[str]:
+    """Send the images of one firing to every backend.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        results (list[ProbeResult]): What the render stage drew.
+        step (int): The training iteration, so images line up with losses.
+        per_layer (bool): Write one image per captured map.
+        overview (bool): Write one composed image per probe.
+        image_format (str): ``'jpg'`` or ``'png'``; see :func:`add_image`.
+
+    Returns:
+        list[str]: The image tags written.
+    """
+    written: List[str] = []
+    for result in results:
+        if not result.has_images:
+            continue
+        if overview:
+            name = overview_name(result.probe)
+            add_image(visualizer, name, result.overview(), step, image_format)
+            written.append(name)
+        if per_layer:
+            for layer, name in image_names(result).items():
+                add_image(visualizer, name, result.layer_images[layer], step,
+                          image_format)
+                written.append(name)
+    return written
