@@ -15,8 +15,9 @@ why:
   an image or a batch of scalars as one summary.
 * ``tensorboard.summary.writer.record_writer.masked_crc32c``: replaced by
   a compiled checksum (:func:`use_compiled_crc32c`).
-* ``Runner._train_loop``: the built train loop in ``before_run`` (the
-  public ``train_loop`` property would build one in a validation run).
+* ``Runner._train_loop``, ``._val_loop``, ``._test_loop``: a loop if it is
+  built (the public properties would build one, with its dataset: in a
+  validation run, ``runner.iter`` builds the train loop).
 * the default ``revise_keys`` of ``mmengine.runner.load_checkpoint``:
   how mmengine renames checkpoint keys (a wrapped model's ``module.``),
   applied to a checkpoint read here (``load_checkpoint`` itself reads with
@@ -47,10 +48,20 @@ def tensorboard_file_writer(backend: TensorboardVisBackend) -> Any:
     return backend.experiment._get_file_writer()
 
 
+def built_loop(runner: Any, stage: str) -> Optional[Any]:
+    """The runner's ``'train'``, ``'val'`` or ``'test'`` loop if it is
+    built, else None (it is still a config dict, or absent); never builds
+    one: the public properties would, with its dataset (``runner.iter``
+    builds the train loop in a ``runner.test()`` run)."""
+    from mmengine.runner import BaseLoop
+    loop = getattr(runner, f'_{stage}_loop', None)
+    return loop if isinstance(loop, BaseLoop) else None
+
+
 def built_train_loop(runner: Any) -> Optional[Any]:
     """The runner's train loop if it is built (during ``train()``), else
     None; never builds one."""
-    return getattr(runner, '_train_loop', None)
+    return built_loop(runner, 'train')
 
 
 def revised_keys(state_dict: Dict[str, Any]) -> Dict[str, Any]:

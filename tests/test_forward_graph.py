@@ -7,7 +7,8 @@ from mmengine.logging import MMLogger
 from torch import nn
 
 from mmfeatvis.options import DrawOptions
-from mmfeatvis.orchestrator import FeatmapOrchestrator, _forward_key
+from mmfeatvis.orchestrator import FeatmapOrchestrator
+from mmfeatvis.orchestrator.firing import _forward_key
 from mmfeatvis.probe import Probe
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),

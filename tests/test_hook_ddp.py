@@ -45,8 +45,13 @@ def test_ddp_two_processes_no_hang_rank0_writes(tmp_path, probe_image_path):
     assert len(glob.glob(osp.join(vis_dirs[0], 'events.out.*'))) == 1
     images, _ = read_tensorboard(vis_dirs[0])
     assert images['featvis/grace_hopper/overview'] == [0, 1, 2]
-    files = glob.glob(osp.join(vis_dirs[0], 'vis_image', '*overview*.jpg'))
+    files = glob.glob(
+        osp.join(vis_dirs[0], 'vis_image', '*grace_hopper_overview*.jpg'))
     assert len(files) == 3
+    # The validation samples lie on both ranks (one each); rank 0 gathers
+    # them at the end of the validation and writes both.
+    assert images['featvis/val_0/overview'] == [2]
+    assert images['featvis/val_1/overview'] == [2]
 
 
 def test_fsdp_all_ranks_probe_rank0_writes(tmp_path, probe_image_path):

@@ -58,7 +58,8 @@ def shapes_coco(tmp_path_factory):
         str(tmp_path_factory.mktemp('shapes')), num_train=4, num_val=2)
 
 
-def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
+def faster_rcnn_cfg(shapes_coco: dict) -> Config:
+    """mmdet's Faster R-CNN (ResNet-18 backbone) on the shapes."""
     cfg = shipped_config('mmdet', 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py')
     cfg.model.backbone.update(depth=18, init_cfg=None)
     cfg.model.neck.in_channels = [64, 128, 256, 512]
@@ -86,6 +87,11 @@ def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
             metainfo=metainfo,
             pipeline=pipeline)
     cfg.test_evaluator.ann_file = shapes_coco['val_ann']
+    return cfg
+
+
+def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
+    cfg = faster_rcnn_cfg(shapes_coco)
     hook = dict(
         type='FeatmapVisHook',
         probe=dict(dataset='train', index=1),
@@ -108,8 +114,8 @@ def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
     assert cv2.imread(files[0]).shape[:2] == (256, 320)
 
 
-def test_fcn_segmentor_path_probe(tmp_path):
-    data = make_shapes_segmentation(str(tmp_path / 'seg'))
+def fcn_cfg(data: dict) -> Config:
+    """mmseg's FCN (ResNet-18) on a generated segmentation set."""
     cfg = shipped_config('mmseg',
                          'fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py')
     cfg.model.pop('pretrained', None)
@@ -141,6 +147,12 @@ def test_fcn_segmentor_path_probe(tmp_path):
             seg_map_suffix='.png',
             metainfo=dict(classes=data['classes'], palette=data['palette']),
             pipeline=pipeline)
+    return cfg
+
+
+def test_fcn_segmentor_path_probe(tmp_path):
+    data = make_shapes_segmentation(str(tmp_path / 'seg'))
+    cfg = fcn_cfg(data)
     probe = osp.join(data['data_root'], 'img_dir', 'val', 'val_0000.jpg')
     hook = dict(
         type='FeatmapVisHook',
@@ -166,3 +178,45 @@ def test_fcn_segmentor_path_probe(tmp_path):
     assert images['featvis/val_0000/decode_head.convs'] == [0, 2]
     assert images['featvis/val_0000/backbone.layer4'] == [0, 2]
     assert 'featvis/val_0000/decode_head.convs/mean' in scalars
+
+
+def _test_run(cfg: Config, work_dir: str, **hook_options) -> Runner:
+    """``tools/test.py`` with the hook: ``runner.test()`` of ``cfg``."""
+    hook = dict(type='FeatmapVisHook', interval=1, **hook_options)
+    cfg = _short_iter_training(cfg, work_dir, 1, hook)
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+    return runner
+
+
+def test_faster_rcnn_test_run_draws_its_samples(tmp_path, shapes_coco):
+    runner = _test_run(faster_rcnn_cfg(shapes_coco), str(tmp_path),
+                       probe=dict(dataset='test', index=0),
+                       target_layers=['neck'], test_samples='all',
+                       score_thr=0.0)
+    vis_dir = osp.join(runner.log_dir, 'vis_data')
+    images, _ = read_tensorboard(vis_dir)
+    for index in (0, 1):
+        assert images[f'featvis/test_{index}/neck_0'] == [0]
+        assert images[f'featvis/test_{index}/overview'] == [0]
+    picture = cv2.imread(glob.glob(
+        osp.join(vis_dir, 'vis_image', 'featvis_test_1_neck_0_0.jpg'))[0])
+    assert picture.shape[:2] == (256, 320)  # the original image
+
+
+def test_fcn_test_run_draws_mask_outlines(tmp_path):
+    data = make_shapes_segmentation(str(tmp_path / 'seg'))
+    runner = _test_run(fcn_cfg(data), str(tmp_path / 'work'),
+                       probe=osp.join(data['data_root'], 'img_dir', 'val',
+                                      'val_0000.jpg'),
+                       target_layers=['backbone.layer4'], test_samples=[1],
+                       image_format='png')
+    vis_dir = osp.join(runner.log_dir, 'vis_data')
+    images, _ = read_tensorboard(vis_dir)
+    assert images['featvis/test_1/backbone.layer4'] == [0]
+    assert not any(tag.startswith('featvis/test_0') for tag in images)
+    picture = cv2.imread(glob.glob(osp.join(
+        vis_dir, 'vis_image', 'featvis_test_1_backbone.layer4_0.png'))[0])
+    # Under the map: the image with its mask outlines and, top left, the
+    # image's mean IoU on a dark band.
+    assert picture[1:8, 2:100].mean() < picture.mean()

@@ -183,3 +183,14 @@ def test_compose_panels_bad_input():
         compose_panels([('x', np.zeros((4, 4, 3), np.float32))])
     with pytest.raises(ValueError, match=r'\(title, image\) pair'):
         compose_panels([np.zeros((4, 4, 3), np.uint8)])
+
+
+def test_a_range_title_tells_its_ends_apart():
+    from mmfeatvis.render import format_range
+    assert format_range(0.0, 5.291) == '0.00 to 5.29'
+    assert format_range(1.2e-4, 3.4e-4) == '1.20e-04 to 3.40e-04'
+    # A narrow range gets the digits it needs, not '0.01 to 0.01'.
+    assert format_range(0.0093, 0.0107) == '0.009 to 0.011'
+    low, high = format_range(8.921e-3, 8.925e-3).split(' to ')
+    assert low != high and float(low) < float(high)
+    assert format_range(2.0, 2.0) == '2.00 to 2.00'  # a dead map

@@ -14,9 +14,10 @@ from mmengine.runner import IterBasedTrainLoop
 from torch import nn
 
 from ..capture import is_sharded, unwrap_model
-from ..engine_internals import built_train_loop, vis_backends
+from ..engine_internals import built_loop, built_train_loop, vis_backends
 from ..options import DrawOptions
-from ..orchestrator import FeatmapOrchestrator
+from ..orchestrator import (FeatmapOrchestrator, LoopSamples, SampleSpec,
+                            check_sample_spec, chosen_indices, gather_samples)
 from ..probe import Probe, ProbeBuilder, ProbeSpec, class_names, read_rgb
 from ..reduce import ProbeMaps, ValueRangeTracker
 from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
@@ -101,6 +102,18 @@ class FeatmapVisHook(Hook):
         async_write (bool): Wait for the maps, colour, encode and write on a
             background thread, so that the training loop pays only for the
             probe pass and for queuing the reductions. Defaults to True.
+        val_samples (int | list[int] | str, optional): Also draw these
+            samples of the validation set at every validation, from the
+            loop's own forward pass (no extra forward): dataset indices,
+            a count ``N`` (evenly spaced, the same at every validation) or
+            ``'all'``. Ground truth and predictions are drawn under the
+            maps (a detector's matched, false and missed boxes; a
+            segmentor's mask outlines) with the image's own metric. Tags
+            ``featvis/val_<index>/<layer>``, at the training iteration.
+            Defaults to None: none.
+        test_samples (int | list[int] | str, optional): The same for
+            ``runner.test()`` runs (tags ``featvis/test_<index>/...``).
+            Defaults to None: as ``val_samples``.
         cuda_graphs (bool): On a GPU, record the probe's forward pass
             (tensor mode, so not while drawing a detector's boxes) and the
             reductions as CUDA graphs and replay them: at batch 1 a fast
@@ -135,6 +148,8 @@ class FeatmapVisHook(Hook):
                  max_image_side: Optional[int] = 2048,
                  probe_pipeline: Optional[List[dict]] = None,
                  async_write: bool = True,
+                 val_samples: SampleSpec = None,
+                 test_samples: SampleSpec = None,
                  cuda_graphs: bool = True) -> None:
         if (isinstance(interval, bool) or not isinstance(interval, int)
                 or interval <= 0):
@@ -179,6 +194,13 @@ class FeatmapVisHook(Hook):
         self._last_step: Optional[int] = None
         self._sharded: Optional[bool] = None
         self._sigterm_handler = None
+        self.val_samples = check_sample_spec('val_samples', val_samples)
+        self.test_samples = check_sample_spec(
+            'test_samples', val_samples if test_samples is None else
+            test_samples)
+        self._samples: Optional[LoopSamples] = None
+        # The step of a validation or test run: the loaded checkpoint's.
+        self._checkpoint_iter = 0
 
     # -- set-up: every configuration error surfaces here, before training --
     def before_run(self, runner) -> None:
@@ -198,6 +220,7 @@ class FeatmapVisHook(Hook):
             build_dataset=DATASETS.build)
         self.probes = builder.build(self.probe_spec, model)
         self._check_drawable(runner, model)
+        self._check_samples(runner)
         if is_main_process():  # the process that writes
             prepare_backends(runner.visualizer)
         if not vis_backends(runner.visualizer):
@@ -225,6 +248,16 @@ class FeatmapVisHook(Hook):
                 f'loop is {type(loop).__name__}, which has none (it would '
                 'fire only before and after training); set by_epoch=False '
                 'and give interval in iterations.')
+
+    def _check_samples(self, runner) -> None:
+        """Chosen samples beyond the end of a built loop's data set stop
+        the run now."""
+        for stage, spec in (('val', self.val_samples),
+                            ('test', self.test_samples)):
+            loop = built_loop(runner, stage)
+            if spec is not None and loop is not None:
+                chosen_indices(f'{stage}_samples', spec,
+                               len(loop.dataloader.dataset))
 
     def _check_drawable(self, runner, model: nn.Module) -> None:
         """One probe pass before training: a layer that no firing could
@@ -283,12 +316,73 @@ class FeatmapVisHook(Hook):
         if self.by_epoch and self.every_n_epochs(runner, self.interval):
             self._fire(runner, runner.iter)
 
+    def before_val(self, runner) -> None:
+        """A validation-only run (``runner.val()``) draws the probe once,
+        at the loaded checkpoint's iteration."""
+        if built_train_loop(runner) is None:
+            self._fire(runner, self._step(runner))
+
+    def before_test(self, runner) -> None:
+        """A test run (``runner.test()``) draws the probe once, at the
+        loaded checkpoint's iteration."""
+        self._fire(runner, self._step(runner))
+
+    def before_val_epoch(self, runner) -> None:
+        """Note which batches hold the chosen validation samples."""
+        self._start_samples(runner, 'val', self.val_samples)
+
+    def before_test_epoch(self, runner) -> None:
+        """Note which batches hold the chosen test samples."""
+        self._start_samples(runner, 'test', self.test_samples)
+
+    def before_val_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch: Any = None) -> None:
+        """Capture this batch if it holds a chosen sample."""
+        self._capture_samples(runner, batch_idx)
+
+    def before_test_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Any = None) -> None:
+        """Capture this batch if it holds a chosen sample."""
+        self._capture_samples(runner, batch_idx)
+
+    def after_val_iter(self,
+                       runner,
+                       batch_idx: int,
+                       data_batch: Any = None,
+                       outputs: Any = None) -> None:
+        """Reduce the chosen samples of this batch."""
+        self._reduce_samples(batch_idx, outputs)
+
+    def after_test_iter(self,
+                        runner,
+                        batch_idx: int,
+                        data_batch: Any = None,
+                        outputs: Any = None) -> None:
+        """Reduce the chosen samples of this batch."""
+        self._reduce_samples(batch_idx, outputs)
+
     def after_val_epoch(self,
                         runner,
                         metrics: Optional[Dict[str, float]] = None) -> None:
-        """Optionally fire after each validation."""
+        """Write the chosen samples; optionally fire after each
+        validation."""
+        self._write_samples(runner)
         if self.fire_after_val:
-            self._fire(runner, runner.iter)
+            self._fire(runner, self._step(runner))
+
+    def after_test_epoch(self,
+                         runner,
+                         metrics: Optional[Dict[str, float]] = None) -> None:
+        """Write the chosen test samples."""
+        self._write_samples(runner)
+
+    def after_test(self, runner) -> None:
+        """A test run ends here: flush."""
+        self._flush()
 
     def after_train(self, runner) -> None:
         """Always record the final state, and wait until it is written."""
@@ -302,6 +396,8 @@ class FeatmapVisHook(Hook):
     def after_run(self, runner) -> None:
         """Nothing may still be writing when the run ends: the writer
         thread finishes its queue and stops, and failures are summed up."""
+        if self._samples is not None:
+            self._samples.close()
         self._close_writer()
         self._unwatch_termination()
         failed = WRITE_FAILURES.summary()
@@ -319,9 +415,93 @@ class FeatmapVisHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         """Restore value ranges saved by :meth:`before_save_checkpoint`."""
-        state = checkpoint.get('meta', {}).get(CHECKPOINT_KEY)
+        meta = checkpoint.get('meta', {})
+        self._checkpoint_iter = int(meta.get('iter', 0) or 0)
+        state = meta.get(CHECKPOINT_KEY)
         if state:
             self.range_tracker.load_state_dict(state)
+
+    # -- samples of the validation and test sets --
+    def _step(self, runner) -> int:
+        """The training iteration; in a validation or test run the loaded
+        checkpoint's (``runner.iter`` would build the train loop there)."""
+        if built_train_loop(runner) is not None:
+            return runner.iter
+        return self._checkpoint_iter
+
+    def _start_samples(self, runner, stage: str, spec: SampleSpec) -> None:
+        self._samples = None
+        if spec is None:
+            return
+        try:
+            loop = runner.val_loop if stage == 'val' else runner.test_loop
+            indices = chosen_indices(f'{stage}_samples', spec,
+                                     len(loop.dataloader.dataset))
+            self._samples = LoopSamples(self.orchestrator, stage, indices)
+            self._samples.start(loop.dataloader)
+        except Exception as error:  # never stop or alter the loop
+            self._samples = LoopSamples(self.orchestrator, stage, [])
+            self._warn(f'the {stage} samples are not drawn', error)
+
+    def _capture_samples(self, runner, batch_idx: int) -> None:
+        if self._samples is None:
+            return
+        try:
+            self._samples.before_iter(unwrap_model(runner.model), batch_idx)
+        except Exception as error:
+            self._samples.close()
+            self._warn(f'batch {batch_idx} is not captured', error)
+
+    def _reduce_samples(self, batch_idx: int, outputs: Any) -> None:
+        if self._samples is None:
+            return
+        try:
+            self._samples.after_iter(batch_idx, outputs)
+        except Exception as error:
+            self._samples.close()
+            self._warn(f'the samples of batch {batch_idx} are not drawn',
+                       error)
+
+    def _write_samples(self, runner) -> None:
+        samples, self._samples = self._samples, None
+        if samples is None:
+            return
+        samples.close()
+        # Every rank takes part, also one with nothing to send: under DDP
+        # each rank holds its own share of the samples.
+        maps = gather_samples(samples.maps)
+        if not (is_main_process() and maps):
+            return
+        step = self._step(runner)
+        names = class_names(
+            unwrap_model(runner.model), runner.cfg, runner.visualizer)
+        job = partial(
+            self.orchestrator.write,
+            runner.visualizer,
+            maps,
+            step,
+            names,
+            per_layer=self.per_layer,
+            overview=self.overview,
+            stats=False,
+            image_format=self.image_format)
+        description = (f'FeatmapVisHook: drawing {len(maps)} '
+                       f'{samples.prefix} sample(s) at step {step}')
+        try:
+            if self.async_write:
+                self._background().submit(job, description)
+            else:
+                job()
+        except Exception as error:
+            self._warn(f'{description} failed', error)
+
+    @staticmethod
+    def _warn(what: str, error: Exception) -> None:
+        print_log(
+            f'FeatmapVisHook: {what} ({type(error).__name__}: {error}); '
+            'the loop goes on.',
+            logger='current',
+            level=logging.WARNING)
 
     # -- the firing itself --
     def _is_sharded(self, runner) -> bool:

@@ -7,6 +7,7 @@ layer's picture (:mod:`.featmap`), a probe's pictures and overview
 (:mod:`.result`) and a checkpoint series' strip (:mod:`.series`).
 """
 from .align import crop_to_content, feature_to_image_matrix, warp_to_image
+from .annotations import draw_sample
 from .boxes import draw_detections
 from .colormap import apply_colormap, colormap_names, get_lut
 from .featmap import check_draw_options, render_reduced
@@ -22,7 +23,7 @@ __all__ = [
     'MIN_TILE_SIDE', 'OVERVIEW_TILE_SIDE', 'ProbeResult', 'apply_colormap',
     'blend', 'check_arrangement', 'check_draw_options', 'colorize',
     'colormap_names', 'colour_bar_height', 'compose_panels', 'crop_to_content',
-    'draw_detections', 'draw_label', 'feature_to_image_matrix',
+    'draw_detections', 'draw_label', 'draw_sample', 'feature_to_image_matrix',
     'fitted_arrangement', 'format_range', 'get_lut', 'grid_canvas',
     'grid_cell', 'image_at', 'prepare_image', 'range_title', 'render_reduced',
     'resize_map', 'series_strip', 'tile_grid', 'titled', 'to_uint8',

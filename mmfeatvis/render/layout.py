@@ -250,12 +250,16 @@ def format_range(lo: float, hi: float) -> str:
     Two decimals for the usual activations (``0.00 to 5.29``), three
     significant digits in exponent notation for tiny or huge ones
     (``1.20e-04 to 3.40e-04``), where two decimals would read ``0.00 to
-    0.00``.
+    0.00``; more digits where a narrow range needs them (``0.009 to
+    0.011``, not ``0.01 to 0.01``).
     """
     largest = max(abs(lo), abs(hi))
-    if largest == 0 or 0.01 <= largest < 1000:
-        return f'{lo:.2f} to {hi:.2f}'
-    return f'{lo:.2e} to {hi:.2e}'
+    kind = 'f' if largest == 0 or 0.01 <= largest < 1000 else 'e'
+    for digits in range(2, 8):
+        low, high = f'{lo:.{digits}{kind}}', f'{hi:.{digits}{kind}}'
+        if low != high or lo == hi:  # a constant (dead) map: as it is
+            break
+    return f'{low} to {high}'
 
 
 def range_title(layer: str,

@@ -28,9 +28,12 @@ def main() -> None:
     shapes = dict(
         data_root=args.data_root,
         val_ann=osp.join(args.data_root, 'annotations', 'val.json'))
-    hook = featvis_hook(probe=args.probe, interval=1)
+    # Both validation samples: under DDP each rank holds one of them.
+    hook = featvis_hook(probe=args.probe, interval=1, val_samples='all')
     cfg = yolo_cfg(shapes, args.work_dir, [hook], max_epochs=1,
                    batch_size=2)
+    cfg.train_cfg.val_interval = 1
+    cfg.val_dataloader.batch_size = 1
     cfg.launcher = 'pytorch'
     cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel',
                                  device_ids=None)

@@ -1,4 +1,4 @@
-"""The orchestrator: probe -> capture -> reduce -> render -> write.
+"""One firing on fixed probes: probe -> capture -> reduce -> render -> write.
 
 :class:`FeatmapOrchestrator` holds the drawing options, the resolved layers
 and what persists across firings (value ranges, PCA signs, recorded CUDA
@@ -19,21 +19,21 @@ from mmengine.logging import print_log
 from mmengine.visualization import Visualizer
 from torch import nn
 
-from .capture import (FeatureCapture, isolated_inference, layer_of,
-                      named_exactly, not_called_reason, raised_score_threshold,
-                      resolve_layers)
-from .cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
-                          ReplayedForward, ReplayedReduction, graph_key)
-from .cuda.transfer import HostCopy, start_host_copy
-from .options import DrawOptions
-from .probe import Probe
-from .reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedFeatmap,
-                     ReducedLayer, ValueRangeTracker, activation_stats_tensor,
-                     content_only, device_results, measure_range_tensor,
-                     range_floats, reduce_for_image, single_sample_layout)
-from .render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_detections,
-                     fitted_arrangement, image_at, render_reduced)
-from .write import stat_scalars, write_results, write_scalars
+from ..capture import (FeatureCapture, isolated_inference, layer_of,
+                       named_exactly, not_called_reason,
+                       raised_score_threshold, resolve_layers)
+from ..cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
+                           ReplayedForward, ReplayedReduction, graph_key)
+from ..cuda.transfer import HostCopy, start_host_copy
+from ..options import DrawOptions
+from ..probe import Probe
+from ..reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedFeatmap,
+                      ReducedLayer, ValueRangeTracker, activation_stats_tensor,
+                      content_only, device_results, measure_range_tensor,
+                      range_floats, reduce_for_image, single_sample_layout)
+from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
+                      fitted_arrangement, image_at, render_reduced)
+from ..write import stat_scalars, write_results, write_scalars
 
 
 class FeatmapOrchestrator:
@@ -194,7 +194,8 @@ class FeatmapOrchestrator:
                features: Dict[str, Any],
                outputs: Any = None,
                defer: bool = False,
-               report: bool = True) -> ProbeMaps:
+               report: bool = True,
+               with_stats: Optional[bool] = None) -> ProbeMaps:
         """Reduce the captured maps of one probe on their device.
 
         Everything that touches the model's device happens here, so that
@@ -217,6 +218,8 @@ class FeatmapOrchestrator:
                 for the device. Defaults to False: wait here.
             report (bool): Warn (once per layer) about layers that cannot
                 be drawn. Defaults to True.
+            with_stats (bool, optional): Compute activation statistics;
+                None: as the orchestrator was built.
         """
         maps = ProbeMaps(probe)
         called = getattr(features, 'called', None)
@@ -237,7 +240,11 @@ class FeatmapOrchestrator:
             else:
                 maps.skipped[layer] = (
                     f'output is {type(featmap).__name__}, not a tensor')
-        replay = self._replay_for(probe, tensors)
+        if with_stats is None:
+            with_stats = self.with_stats
+        # A recorded reduction computes what the orchestrator was built for.
+        replay = (self._replay_for(probe, tensors)
+                  if with_stats == self.with_stats else None)
         if replay is not None:
             (recorded, skipped), copy = replay.start(tensors)
             # The recorded Python objects are a template: copy before
@@ -248,7 +255,8 @@ class FeatmapOrchestrator:
                 for item in recorded
             ]
         else:
-            (pending, skipped), device = self._reduce_all(probe, tensors)
+            (pending, skipped), device = self._reduce_all(
+                probe, tensors, with_stats)
             copy = start_host_copy(device)
         maps.skipped.update(skipped)
         if report:
@@ -257,16 +265,22 @@ class FeatmapOrchestrator:
         return maps if defer else maps.wait()
 
     def _reduce_all(
-        self, probe: Probe, tensors: Dict[str, torch.Tensor]
+        self,
+        probe: Probe,
+        tensors: Dict[str, torch.Tensor],
+        with_stats: Optional[bool] = None
     ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]], DeviceResults]:
         """Reduce every map on its device: ``((layers, skipped), device
         tensors to copy to the host)``. Recordable as a CUDA graph when the
         kept ranges are frozen (nothing here then changes state)."""
+        if with_stats is None:
+            with_stats = self.with_stats
         pending: List[DeviceLayer] = []
         skipped: Dict[str, str] = {}
         for layer, featmap in tensors.items():
             try:
-                pending.append(self._reduce_one(probe, layer, featmap))
+                pending.append(
+                    self._reduce_one(probe, layer, featmap, with_stats))
             except ValueError as error:
                 skipped[layer] = str(error)
         return (pending, skipped), device_results(pending)
@@ -289,8 +303,8 @@ class FeatmapOrchestrator:
         return self.reduction_replays.get(
             key, tensors, functools.partial(self._reduce_all, probe))
 
-    def _reduce_one(self, probe: Probe, layer: str,
-                    featmap: torch.Tensor) -> DeviceLayer:
+    def _reduce_one(self, probe: Probe, layer: str, featmap: torch.Tensor,
+                    with_stats: bool) -> DeviceLayer:
         opts = self.options
         key = (probe.name, layer)
         featmap, layout = single_sample_layout(featmap)
@@ -316,7 +330,7 @@ class FeatmapOrchestrator:
                 values = content.maps
         norm_range = tracker.update(key, observed, values)
         kept = tracker.to_settle(key)
-        stats = activation_stats_tensor(featmap) if self.with_stats else None
+        stats = activation_stats_tensor(featmap) if with_stats else None
         return DeviceLayer(layer, reduced, key, norm_range, kept, stats,
                            tracker.was_reanchored(key))
 
@@ -481,9 +495,9 @@ class FeatmapOrchestrator:
             if hw not in backgrounds:
                 image = image_at(probe.image, hw, probe.resized)
                 if maps.prediction is not None:
-                    image = draw_detections(image, maps.prediction,
-                                            self.options.score_thr,
-                                            class_names, hw[0] / height)
+                    image = draw_sample(image, maps.prediction,
+                                        self.options.score_thr, class_names,
+                                        hw[0] / height)
                 backgrounds[hw] = image
             return backgrounds[hw]
 
