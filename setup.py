@@ -27,9 +27,10 @@ EXTRAS_REQUIRE = {
     'det': ['mmdet>=3.0.0,<3.4.0', 'mmyolo>=0.6.0'],
     'seg': ['mmsegmentation>=1.0.0', 'ftfy', 'regex'],
     # google-crc32c: TensorBoard's writer checksums records in pure Python
-    # without it (see mmfeatvis.write.use_compiled_crc32c).
+    # without it (see mmfeatvis.engine_internals.use_compiled_crc32c).
     'tensorboard': ['tensorboard', 'google-crc32c'],
-    'tests': ['pytest', 'flake8', 'isort', 'pycocotools'],
+    # torchcam: the reference the CAM methods are tested against.
+    'tests': ['pytest', 'flake8', 'isort', 'pycocotools', 'torchcam==0.5.0'],
 }
 EXTRAS_REQUIRE['all'] = sorted(
     {req for name in ('det', 'seg', 'tensorboard') for req in EXTRAS_REQUIRE[name]})

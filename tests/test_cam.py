@@ -1,0 +1,105 @@
+"""The CAM methods against TorchCAM and their definitions, on a small CNN
+classifier; gradients are taken with respect to the activations only."""
+import pytest
+import torch
+import torchcam.methods as torchcam
+from torch import nn
+
+from mmfeatvis.capture import FeatureCapture
+from mmfeatvis.reduce.cam import (CAM_METHODS, check_cam_method,
+                                  class_activation_map, normalized)
+
+LAYER = '3'  # the second conv's ReLU: (16, 16, 16) for a 32x32 input
+
+
+def _classifier() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, padding=1, stride=2), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+
+
+def _ours(model: nn.Module, x: torch.Tensor, method: str,
+          target_class: int) -> torch.Tensor:
+    """Our map for every sample of ``x``: the activations kept live by
+    the capture, the gradients taken with autograd.grad."""
+    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
+        logits = model(x)
+        activations = capture.pop_features()[LAYER]
+    gradients, = torch.autograd.grad(logits[:, target_class].sum(),
+                                     activations)
+    return torch.stack([
+        class_activation_map(method, a, g)
+        for a, g in zip(activations, gradients)
+    ])
+
+
+@pytest.mark.parametrize('ours,theirs', [('gradcam', 'GradCAM'),
+                                         ('layercam', 'LayerCAM')])
+@pytest.mark.parametrize('target_class', [0, 3])
+def test_equals_torchcam(ours, theirs, target_class):
+    model = _classifier()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with getattr(torchcam, theirs)(model, target_layer=LAYER) as extractor:
+        reference = extractor(class_idx=target_class, scores=model(x))[0]
+    got = normalized(_ours(model, x, ours, target_class))
+    assert got.shape == reference.shape == (2, 16, 16)
+    assert torch.allclose(got, reference, atol=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_gradcam_plus_plus_follows_its_definition():
+    # TorchCAM 0.5's GradCAM++ divides a copy (its alpha ends up G^2), so
+    # it is checked against the paper's eq. 19, written out per element.
+    model = _classifier()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
+        logits = model(x)
+        a = capture.pop_features()[LAYER]
+    g, = torch.autograd.grad(logits[0, 2], a)
+    a, g = a[0].double(), g[0].double()
+    weights = torch.zeros(a.shape[0], dtype=torch.float64)
+    for c in range(a.shape[0]):
+        for i in range(a.shape[1]):
+            for j in range(a.shape[2]):
+                grad = g[c, i, j]
+                if grad != 0:
+                    alpha = grad**2 / (2 * grad**2 + a[c].sum() * grad**3)
+                    weights[c] += alpha * torch.relu(grad)
+    expected = torch.relu((weights[:, None, None] * a).sum(0))
+    got = class_activation_map('gradcam++', a.float(), g.float())
+    assert torch.allclose(normalized(got), normalized(expected.float()),
+                          atol=1e-5)
+
+
+def test_eigencam_is_the_first_principal_component_with_a_fixed_sign():
+    torch.manual_seed(3)
+    # A rank-one pattern (a bright blob) in 12 channels, plus noise.
+    yy, xx = torch.meshgrid(torch.arange(20.), torch.arange(24.),
+                            indexing='ij')
+    blob = torch.exp(-((yy - 6)**2 + (xx - 16)**2) / 20)
+    a = torch.rand(12)[:, None, None] * blob + 0.01 * torch.rand(12, 20, 24)
+    cam = class_activation_map('eigencam', a)
+    x = a.reshape(12, -1).T
+    centred = x - x.mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ vh[0]).reshape(20, 24)
+    # Equal to the projection up to the sign, and the sign makes the
+    # blob bright: the maximum lies at its centre.
+    assert torch.allclose(cam, torch.relu(projection), atol=1e-5) or (
+        torch.allclose(cam, torch.relu(-projection), atol=1e-5))
+    assert divmod(int(cam.argmax()), 24) == (6, 16)
+    assert torch.equal(class_activation_map('eigencam', -(-a)), cam)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"'gradcam\+\+', 'layercam'"):
+        check_cam_method('scorecam')
+    with pytest.raises(ValueError, match='needs the gradients'):
+        class_activation_map('gradcam', torch.rand(4, 5, 5))
+    with pytest.raises(ValueError, match='do not match'):
+        class_activation_map('layercam', torch.rand(4, 5, 5),
+                             torch.rand(4, 5, 6))
+    assert set(CAM_METHODS) == {'gradcam', 'gradcam++', 'layercam',
+                                'eigencam'}
