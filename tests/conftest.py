@@ -114,6 +114,12 @@ def plain_runner(work_dir: str, hooks: list, max_iters: int = 4,
         **runner_kwargs)
 
 
+def forward_hook_count(model: nn.Module) -> int:
+    """Forward hooks on ``model`` and its submodules (torch keeps them in a
+    private dict and has no public count)."""
+    return sum(len(m._forward_hooks) for m in model.modules())
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, for a process group's rendezvous
     (a fixed one fails when another run holds it)."""

@@ -1,7 +1,7 @@
 """Capture stage: layer resolution, output flattening and hook lifetime."""
 import pytest
 import torch
-from conftest import free_port
+from conftest import forward_hook_count, free_port
 from torch import nn
 
 from mmfeatvis.capture import (FeatureCapture, find_layers, flatten_output,
@@ -109,20 +109,16 @@ def test_layers_are_found_as_the_model_holds_them_now():
         FeatureCapture(model, ['head.shared'])
 
 
-def _hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) for m in model.modules())
-
-
 def test_hooks_exist_only_inside_and_are_removed_on_error():
     model = Toy()
     capture = FeatureCapture(model, ['backbone.stage1', 'head'])
     with capture:
-        assert _hook_count(model) == 2
-    assert _hook_count(model) == 0
+        assert forward_hook_count(model) == 2
+    assert forward_hook_count(model) == 0
     with pytest.raises(RuntimeError):
         with capture:
             model(torch.rand(1, 5, 8, 8))  # wrong channel count
-    assert _hook_count(model) == 0
+    assert forward_hook_count(model) == 0
 
 
 def test_unwrap_ddp_and_compiled_models():

@@ -71,6 +71,17 @@ def test_bad_configuration_is_named(kwargs, message, probe_image_path):
         FeatmapVisHook(**kwargs)
 
 
+def test_bad_sample_choices_fail_when_the_hook_is_built(probe_image_path):
+    for option in ('val_samples', 'test_samples'):
+        for bad in (0, [3, -1], 'every', [0.5]):
+            with pytest.raises(ValueError, match=option):
+                FeatmapVisHook(probe=probe_image_path, **{option: bad})
+    hook = FeatmapVisHook(probe=probe_image_path, val_samples=[7, 0, 7])
+    assert hook.val_samples == [0, 7] and hook.test_samples == [0, 7]
+    assert FeatmapVisHook(probe=probe_image_path, val_samples=8,
+                          test_samples='all').test_samples == 'all'
+
+
 def test_unreadable_probe_is_named(tmp_path):
     bad = tmp_path / 'notes.jpg'
     bad.write_text('not an image')

@@ -7,7 +7,7 @@ import os.path as osp
 import cv2
 import pytest
 import torch
-from conftest import featvis_hook, yolo_cfg
+from conftest import featvis_hook, forward_hook_count, yolo_cfg
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import Runner
@@ -54,8 +54,7 @@ class ValForwardWatch(Hook):
 
     @staticmethod
     def _attached(runner) -> int:
-        return sum(
-            len(m._forward_hooks) for m in runner.model.modules())
+        return forward_hook_count(runner.model)
 
 
 def _val_cfg(shapes, work_dir, **hook_options):

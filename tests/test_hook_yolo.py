@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import featvis_hook, yolo_cfg
+from conftest import featvis_hook, forward_hook_count, yolo_cfg
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, VISBACKENDS
 from mmengine.runner import Runner
@@ -108,7 +108,7 @@ class NoForeignHooksCheck(Hook):
 
     def _check(self, runner) -> None:
         model = runner.model
-        attached = sum(len(m._forward_hooks) for m in model.modules())
+        attached = forward_hook_count(model)
         assert attached == 0, f'{attached} forward hooks left on the model'
         self.checked += 1
 
