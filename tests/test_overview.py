@@ -130,3 +130,16 @@ def test_hook_writes_only_what_is_asked(tmp_path, probe_image_path,
     ]
     assert all(steps == [0, 2] for steps in images.values())
     assert 'featvis/grace_hopper/backbone/mean' in scalars
+
+
+def test_a_small_probe_is_drawn_once_for_both(tmp_path, probe_image_path):
+    small = tmp_path / 'small.jpg'
+    image = cv2.imread(probe_image_path)
+    cv2.imwrite(str(small), cv2.resize(image, (160, 192)))
+    pipeline, maps = _reduced_maps(str(small),
+                                   channel_reduction='squeeze_mean')
+    result = pipeline.render(maps, overview_tile_side=OVERVIEW_TILE_SIDE)
+    for layer, picture in result.layer_images.items():
+        assert picture.shape == (192, 160, 3)
+        # At the overview's scale the tile is the full picture itself.
+        assert result.overview_tiles[layer] is picture

@@ -520,10 +520,15 @@ class FeatmapOrchestrator:
                 result.layer_images[item.layer] = self._render_layer(
                     probe, item, background(scale))
             if overview_tile_side:
-                scale = self._tile_scale(probe, item.reduced,
-                                         overview_tile_side)
-                result.overview_tiles[item.layer] = self._render_layer(
-                    probe, item, background(scale))
+                tile_scale = self._tile_scale(probe, item.reduced,
+                                              overview_tile_side)
+                if layer_images and tile_scale == scale:
+                    # A small image's tile is its full picture: draw once.
+                    tile = result.layer_images[item.layer]
+                else:
+                    tile = self._render_layer(probe, item,
+                                              background(tile_scale))
+                result.overview_tiles[item.layer] = tile
         return result
 
     def _grid(self, reduced: ReducedFeatmap) -> Tuple[int, int]:
