@@ -220,3 +220,41 @@ def test_fcn_test_run_draws_mask_outlines(tmp_path):
     # Under the map: the image with its mask outlines and, top left, the
     # image's mean IoU on a dark band.
     assert picture[1:8, 2:100].mean() < picture.mean()
+
+
+def _train_and_validate(cfg: Config, work_dir: str, **hook_options) -> Runner:
+    """Two training iterations and a validation after each, on the test
+    split, with the hook drawing chosen validation samples."""
+    hook = dict(type='FeatmapVisHook', interval=1000, **hook_options)
+    cfg = _short_iter_training(cfg, work_dir, 2, hook)
+    cfg.train_cfg.val_interval = 1
+    cfg.val_dataloader = copy.deepcopy(cfg.test_dataloader)
+    cfg.val_cfg = dict(type='ValLoop')
+    cfg.val_evaluator = copy.deepcopy(cfg.test_evaluator)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return runner
+
+
+def test_faster_rcnn_validation_draws_its_samples(tmp_path, shapes_coco):
+    runner = _train_and_validate(
+        faster_rcnn_cfg(shapes_coco), str(tmp_path),
+        probe=dict(dataset='test', index=0), target_layers=['neck'],
+        val_samples=[1], before_train=False)
+    images, _ = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
+    assert images['featvis/val_1/neck_0'] == [1, 2]
+    assert images['featvis/val_1/overview'] == [1, 2]
+    assert not any(tag.startswith('featvis/val_0') for tag in images)
+
+
+def test_fcn_validation_draws_its_samples(tmp_path):
+    data = make_shapes_segmentation(str(tmp_path / 'seg'))
+    runner = _train_and_validate(
+        fcn_cfg(data), str(tmp_path / 'work'),
+        probe=osp.join(data['data_root'], 'img_dir', 'val', 'val_0000.jpg'),
+        target_layers=['backbone.layer4'], val_samples=2, before_train=False)
+    images, _ = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
+    size = len(runner.val_dataloader.dataset)
+    last = size - 1  # two samples, evenly spaced: the first and the last
+    for index in (0, last):
+        assert images[f'featvis/val_{index}/backbone.layer4'] == [1, 2]
