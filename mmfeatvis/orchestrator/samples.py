@@ -88,12 +88,14 @@ class LoopSamples:
         self.indices = set(indices)
         self._batches: List[List[int]] = []
         self._capture: Optional[FeatureCapture] = None
-        self.maps: List[ProbeMaps] = []
+        #: The reduced maps of this pass, by dataset index.
+        self.maps: Dict[int, ProbeMaps] = {}
+        self._warned_no_path = False
 
     def start(self, dataloader: Any) -> None:
         """Note which dataset indices each batch of this pass holds."""
         self.close()
-        self.maps = []
+        self.maps = {}
         self._batches = [list(batch) for batch in dataloader.batch_sampler]
 
     def wanted(self, batch_idx: int) -> List[int]:
@@ -132,6 +134,14 @@ class LoopSamples:
                 outputs) > position else None
             probe = _sample_probe(f'{self.prefix}_{index}', sample)
             if probe is None:
+                if not self._warned_no_path:
+                    self._warned_no_path = True
+                    print_log(
+                        f'FeatmapVisHook: the {self.prefix} samples are not '
+                        'drawn: their data samples have no img_path to read '
+                        'the original image from.',
+                        logger='current',
+                        level=logging.WARNING)
                 continue
             own = {
                 name: value[position:position + 1]
@@ -140,13 +150,10 @@ class LoopSamples:
             }
             # No statistics: sample images are written without scalars.
             maps = self.orchestrator.reduce(
-                probe,
-                own, [_on_host(sample)] if sample is not None else None,
-                with_stats=False)
-            maps.probe.data = {}  # the input is not needed any more
+                probe, own, [sample], with_stats=False)
             for layer in maps.wait().layers:
                 layer.reduced.basis = None  # kept by the orchestrator
-            self.maps.append(maps)
+            self.maps[index] = maps
 
     def close(self) -> None:
         """Remove the forward hooks, if any are attached."""
@@ -160,21 +167,12 @@ def _batched(value: Any, batch_size: int) -> bool:
         value.shape[0] == batch_size)
 
 
-def _on_host(sample: Any) -> Any:
-    return sample.cpu() if hasattr(sample, 'cpu') else sample
-
-
 def _sample_probe(name: str, sample: Any) -> Optional[Probe]:
     """A :class:`Probe` standing for one sample of a batch: its original
     image (read from ``img_path``) and its resize and padding meta."""
     info = getattr(sample, 'metainfo', None) or {}
     path = info.get('img_path')
     if path is None:
-        print_log(
-            f'FeatmapVisHook: sample {name} is not drawn: its data sample '
-            'has no img_path to read the original image from.',
-            logger='current',
-            level=logging.WARNING)
         return None
     image = read_rgb(path)
     meta = {k: info[k] for k in ALIGNMENT_META_KEYS if k in info}
@@ -182,16 +180,13 @@ def _sample_probe(name: str, sample: Any) -> Optional[Probe]:
     return Probe(name, image, {}, meta, source=path)
 
 
-def gather_samples(maps: List[ProbeMaps]) -> List[ProbeMaps]:
-    """Every rank's sample maps, on every rank (all ranks must call it),
-    each sample once (the sampler repeats some to fill the last batch),
-    in index order. Without a process group: ``maps`` in order."""
-    if get_world_size() > 1:
-        gathered = [m for part in all_gather_object(maps) for m in part]
-    else:
-        gathered = list(maps)
-    unique: Dict[str, ProbeMaps] = {}
-    for item in gathered:
-        unique.setdefault(item.probe.name, item)
-    return sorted(unique.values(),
-                  key=lambda m: int(m.probe.name.rpartition('_')[2]))
+def gather_samples(maps: Dict[int, ProbeMaps]) -> List[ProbeMaps]:
+    """Every rank's sample maps (by dataset index), on every rank (all
+    ranks must call it), each sample once (the sampler repeats some to fill
+    the last batch), in index order."""
+    parts = all_gather_object(maps) if get_world_size() > 1 else [maps]
+    merged: Dict[int, ProbeMaps] = {}
+    for part in parts:
+        for index, item in part.items():
+            merged.setdefault(index, item)
+    return [merged[index] for index in sorted(merged)]

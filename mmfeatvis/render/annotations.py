@@ -173,10 +173,11 @@ def _outline(labels: np.ndarray) -> np.ndarray:
     return edge
 
 
-def draw_segmentation_errors(image: np.ndarray, data_sample: Any,
-                             scale: float = 1.0) -> np.ndarray:
-    """Outlines of the true and predicted masks, and the image's mean IoU
-    in the corner (only the prediction without ground truth)."""
+def draw_segmentation_errors(image: np.ndarray,
+                             data_sample: Any) -> np.ndarray:
+    """Outlines of the true and predicted masks, drawn at ``image``'s size
+    (any resampling of the original), and the image's mean IoU in the
+    corner (only the prediction without ground truth)."""
     h, w = image.shape[:2]
     canvas = image.copy()
     predicted = _labels(data_sample.pred_sem_seg)
@@ -214,5 +215,5 @@ def draw_sample(image: np.ndarray,
         return draw_detections(image, data_sample, score_thr, class_names,
                                scale)
     if getattr(data_sample, 'pred_sem_seg', None) is not None:
-        return draw_segmentation_errors(image, data_sample, scale)
+        return draw_segmentation_errors(image, data_sample)
     return image
