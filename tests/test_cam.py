@@ -102,4 +102,24 @@ def test_bad_input_is_named():
         class_activation_map('layercam', torch.rand(4, 5, 5),
                              torch.rand(4, 5, 6))
     assert set(CAM_METHODS) == {'gradcam', 'gradcam++', 'layercam',
-                                'eigencam'}
+                                'hirescam', 'eigencam'}
+
+
+def test_hirescam_weighs_each_position_by_its_own_gradient():
+    # TorchCAM has no HiResCAM: its definition (Draelos and Carin 2020),
+    # sum_c G * A per position, and what sets it apart from LayerCAM, which
+    # drops negative gradients.
+    model = _classifier()
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
+        logits = model(x)
+        a = capture.pop_features()[LAYER]
+    g, = torch.autograd.grad(logits[0, 1], a)
+    a, g = a[0], g[0]
+    expected = torch.relu(
+        torch.stack([(g[:, i, j] * a[:, i, j]).sum() for i in range(16)
+                     for j in range(16)]).reshape(16, 16))
+    got = class_activation_map('hirescam', a, g)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert (g < 0).any() and not torch.allclose(
+        got, class_activation_map('layercam', a, g))

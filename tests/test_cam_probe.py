@@ -1,12 +1,15 @@
 """A probe's CAMs leave the model as they found it: parameters' gradients
-(pending ones too), BatchNorm statistics, modes, random states, hooks."""
+(pending ones too), BatchNorm statistics, modes, random states, hooks;
+and a classifier's or a user's targets."""
+import numpy as np
 import pytest
 import torch
 from conftest import forward_hook_count
 from mmengine.model import BaseModel
 from torch import nn
 
-from mmfeatvis.orchestrator.cam import class_target, probe_cams
+from mmfeatvis.options import CamOptions, cam_options
+from mmfeatvis.orchestrator.cam import CamOrchestrator
 from mmfeatvis.probe import ProbeBuilder
 from mmfeatvis.reduce.cam import CAM_METHODS
 
@@ -38,6 +41,14 @@ def model_and_probe(probe_image_path):
     return model, probe
 
 
+def _cams(model, probe, layers, method='layercam', **options):
+    orchestrator = CamOrchestrator(
+        CamOptions(method=method, target_layers=layers, **options))
+    orchestrator.check(model, [probe])
+    cams, = orchestrator.fire(model, [probe], ['cat', 'dog', 'owl'])
+    return orchestrator, cams
+
+
 @pytest.mark.parametrize('method', CAM_METHODS)
 def test_cams_change_nothing_of_the_model(model_and_probe, method):
     model, probe = model_and_probe
@@ -51,12 +62,13 @@ def test_cams_change_nothing_of_the_model(model_and_probe, method):
     assert grads['head.weight'] is not None and grads['unused.weight'] is None
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    cams = probe_cams(model, probe, ['stem', 'stage'], method,
-                      class_target())
-    assert set(cams) == {'stem', 'stage'}
-    assert cams['stage'].shape == (150, 128)  # 600x512 probe, stride 4
-    assert all(bool((c >= 0).all()) and c.isfinite().all()
-               for c in cams.values())
+    _, cams = _cams(model, probe, ['stem', 'stage'], method, topk=2)
+    # The two top logits, each one map fused from both layers, at the
+    # finer layer's size (600x512 probe, stride 2), in [0, 1].
+    assert len(cams.panels) == 2
+    for panel in cams.panels:
+        assert panel.cam.shape == (300, 256)
+        assert panel.cam.min() >= 0 and panel.cam.max() == pytest.approx(1)
     for name, param in model.named_parameters():
         if grads[name] is None:
             assert param.grad is None, name
@@ -72,18 +84,61 @@ def test_cams_change_nothing_of_the_model(model_and_probe, method):
 def test_a_layer_without_gradient_is_named(model_and_probe):
     model, probe = model_and_probe
     with pytest.raises(ValueError, match=r"\['unused'\].*eigencam"):
-        probe_cams(model, probe, ['stage', 'unused'], 'gradcam',
-                   class_target())
+        _cams(model, probe, ['stage', 'unused'], 'gradcam')
     # Gradient-free: any layer.
-    assert probe_cams(model, probe, ['unused'], 'eigencam',
-                      class_target())['unused'].shape == (300, 256)
+    _, cams = _cams(model, probe, ['unused'], 'eigencam')
+    assert cams.panels[0].cam.shape == (300, 256)
     assert forward_hook_count(model) == 0
 
 
-def test_the_class_target_picks_a_logit(model_and_probe):
+def test_classes_pick_the_logits(model_and_probe):
     model, probe = model_and_probe
-    first = probe_cams(model, probe, ['stage'], 'gradcam', class_target(0))
-    second = probe_cams(model, probe, ['stage'], 'gradcam', class_target(1))
-    assert not torch.equal(first['stage'], second['stage'])
+    logits = model(probe.data['inputs'])[0]
+    _, top = _cams(model, probe, ['stage'], topk=3)
+    assert [p.title.split()[0] for p in top.panels] == [
+        ['cat', 'dog', 'owl'][i] for i in logits.argsort(descending=True)
+    ]
+    _, chosen = _cams(model, probe, ['stage'], classes=[2, 0])
+    assert [p.title.split()[0] for p in chosen.panels] == ['owl', 'cat']
+    assert not np.array_equal(chosen.panels[0].cam, chosen.panels[1].cam)
     with pytest.raises(ValueError, match='class 5 is out of range for 3'):
-        probe_cams(model, probe, ['stage'], 'gradcam', class_target(5))
+        _cams(model, probe, ['stage'], classes=[5])
+
+
+def owl_minus_cat(outputs):
+    """A user's target: the margin of one class over another."""
+    return {'owl - cat': outputs[0, 2] - outputs[0, 0]}
+
+
+def test_a_users_target_by_its_import_path(model_and_probe):
+    model, probe = model_and_probe
+    _, cams = _cams(
+        model, probe, ['stage'], target='test_cam_probe.owl_minus_cat')
+    titles = [p.title.split(' ')[:3] for p in cams.panels]
+    assert titles == [['owl', '-', 'cat']]
+    with pytest.raises(ValueError, match='cannot be imported'):
+        _cams(model, probe, ['stage'], target='test_cam_probe.nothing')
+
+
+@pytest.mark.parametrize('config,message', [
+    (dict(method='scorecam'), "Unknown CAM method 'scorecam'; choose one"),
+    (dict(methd='gradcam'), r"Unknown cam option\(s\) \['methd'\]; valid"),
+    (dict(topk=0), 'cam topk must be a positive integer'),
+    (dict(score_thr=3), r'cam score_thr must be in \[0, 1\]'),
+    (dict(classes=['dog']), 'cam classes must be class indices'),
+    (dict(layout='mosaic'), "Unknown cam layout 'mosaic'; choose one of"),
+    ('gradcam', 'cam must be a dict'),
+])
+def test_bad_options_are_named(config, message):
+    with pytest.raises(ValueError, match=message):
+        cam_options(config)
+
+
+def test_a_model_whose_output_is_not_logits_is_told_what_to_do(
+        probe_image_path):
+    model = BranchyNet()
+    model.forward = lambda inputs, data_samples=None, mode='tensor': (
+        model.stage(model.stem(inputs)))
+    probe, = ProbeBuilder({}).build(probe_image_path, model)
+    with pytest.raises(ValueError, match=r'logits.*cam=dict\(target=...\)'):
+        _cams(model, probe, ['stage'])

@@ -15,11 +15,13 @@ from torch import nn
 
 from ..capture import is_sharded, unwrap_model
 from ..engine_internals import built_loop, built_train_loop, vis_backends
-from ..options import DrawOptions
-from ..orchestrator import (FeatmapOrchestrator, LoopSamples, SampleSpec,
-                            check_sample_spec, chosen_indices, gather_samples)
+from ..options import DrawOptions, cam_options
+from ..orchestrator import (CamOrchestrator, FeatmapOrchestrator, LoopSamples,
+                            SampleSpec, check_sample_spec, chosen_indices,
+                            gather_samples)
 from ..probe import Probe, ProbeBuilder, ProbeSpec, class_names, read_rgb
 from ..reduce import ProbeMaps, ValueRangeTracker
+from ..reduce.cam import ProbeCams
 from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
                      prepare_backends)
 
@@ -114,6 +116,18 @@ class FeatmapVisHook(Hook):
         test_samples (int | list[int] | str, optional): The same for
             ``runner.test()`` runs (tags ``featvis/test_<index>/...``).
             Defaults to None: as ``val_samples``.
+        cam (dict, optional): Also draw class activation maps of the
+            probes at every firing: why the model predicts what it does.
+            Keys (see :class:`~mmfeatvis.options.CamOptions`): ``method``
+            (``'layercam'``, ``'hirescam'``, ``'gradcam'``, ``'gradcam++'``
+            or ``'eigencam'``), ``target_layers`` (default: the neck's
+            outputs, pyramid levels fused), ``topk``, ``score_thr``,
+            ``classes``, ``target``, ``norm_in_box``, ``layout``. A
+            detector's map explains one kept box each; a segmentor's a
+            class over its mask; a classifier's a logit. Tag
+            ``featvis/<probe>/cam/<method>``, with ``value_range``'s
+            policy. Gradients go to the captured activations only: the
+            parameters' gradients stay as they were. Defaults to None.
         cuda_graphs (bool): On a GPU, record the probe's forward pass
             (tensor mode, so not while drawing a detector's boxes) and the
             reductions as CUDA graphs and replay them: at batch 1 a fast
@@ -150,6 +164,7 @@ class FeatmapVisHook(Hook):
                  async_write: bool = True,
                  val_samples: SampleSpec = None,
                  test_samples: SampleSpec = None,
+                 cam: Optional[dict] = None,
                  cuda_graphs: bool = True) -> None:
         if (isinstance(interval, bool) or not isinstance(interval, int)
                 or interval <= 0):
@@ -188,6 +203,8 @@ class FeatmapVisHook(Hook):
             self.range_tracker,
             with_stats,
             use_cuda_graphs=cuda_graphs)
+        self.cam = None if cam is None else CamOrchestrator(
+            cam_options(cam), self.range_tracker, alpha, colormap)
         self.probes: List[Probe] = []
         self.async_write = async_write
         self._writer: Optional[BackgroundWriter] = None
@@ -220,6 +237,7 @@ class FeatmapVisHook(Hook):
             build_dataset=DATASETS.build)
         self.probes = builder.build(self.probe_spec, model)
         self._check_drawable(runner, model)
+        self._check_cam(runner, model)
         self._check_samples(runner)
         if is_main_process():  # the process that writes
             prepare_backends(runner.visualizer)
@@ -272,6 +290,21 @@ class FeatmapVisHook(Hook):
                 '; '.join(f'{layer!r}: {reason}'
                           for layer, reason in errors.items()) + '.')
         self.orchestrator.report_skipped(glob_matches)
+
+    def _check_cam(self, runner, model: nn.Module) -> None:
+        """One CAM pass before training: a model with no target rule, or a
+        layer no target's gradient reaches, stops the run now."""
+        if self.cam is None:
+            return
+        if self._is_sharded(runner):
+            raise ValueError(
+                'FeatmapVisHook: cam needs the whole model on one process; '
+                'it does not run on sharded (FSDP) models.')
+        try:
+            self.cam.resolve(model)
+            self.cam.check(model, self.probes)
+        except ValueError as error:
+            raise ValueError(f'FeatmapVisHook: {error}') from error
 
     def _watch_termination(self) -> None:
         """On SIGTERM, finish the images being written, then end as the
@@ -536,7 +569,9 @@ class FeatmapVisHook(Hook):
             if not is_main_process():
                 return
             names = class_names(model, visualizer=runner.visualizer)
-            job = partial(self._write, runner.visualizer, maps, step, names)
+            cams = self._fire_cam(model, step, names)
+            job = partial(self._write, runner.visualizer, maps, step, names,
+                          cams)
             if self.async_write:
                 self._background().submit(job, description)
             else:
@@ -548,8 +583,24 @@ class FeatmapVisHook(Hook):
                 logger='current',
                 level=logging.WARNING)
 
-    def _write(self, visualizer, maps: List[ProbeMaps], step: int,
-               names: Optional[Sequence[str]]) -> None:
+    def _fire_cam(self, model: nn.Module, step: int,
+                  names: Optional[Sequence[str]]) -> List[ProbeCams]:
+        """The probes' CAMs, on this thread (gradients); a failure skips
+        them alone, with a warning."""
+        if self.cam is None:
+            return []
+        try:
+            return self.cam.fire(model, self.probes, names)
+        except Exception as error:  # never stop or alter a training run
+            self._warn(f'the CAMs at step {step} are not drawn', error)
+            return []
+
+    def _write(self,
+               visualizer,
+               maps: List[ProbeMaps],
+               step: int,
+               names: Optional[Sequence[str]],
+               cams: Sequence[ProbeCams] = ()) -> None:
         reanchored = [
             f'{probe_maps.probe.name}/{item.layer}' for probe_maps in maps
             for item in probe_maps.layers if item.reanchored
@@ -569,6 +620,8 @@ class FeatmapVisHook(Hook):
             overview=self.overview,
             stats=self.with_stats,
             image_format=self.image_format)
+        if cams:
+            self.cam.write(visualizer, cams, step, names, self.image_format)
 
     def _background(self) -> BackgroundWriter:
         if self._writer is None:

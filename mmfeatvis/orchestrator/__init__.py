@@ -4,14 +4,15 @@
 probes, for the hook, the command line and the benchmarks;
 :class:`LoopSamples` (:mod:`.samples`) takes chosen samples from a
 validation or test loop's own forward through the same stages;
-:func:`probe_cams` (:mod:`.cam`) gives a probe's class activation maps.
+:class:`CamOrchestrator` (:mod:`.cam`) gives probes' class activation
+maps.
 """
-from .cam import class_target, probe_cams
+from .cam import CamOrchestrator
 from .firing import FeatmapOrchestrator
 from .samples import (LoopSamples, SampleSpec, check_sample_spec,
                       chosen_indices, gather_samples)
 
 __all__ = [
-    'FeatmapOrchestrator', 'LoopSamples', 'SampleSpec', 'check_sample_spec',
-    'chosen_indices', 'class_target', 'gather_samples', 'probe_cams'
+    'CamOrchestrator', 'FeatmapOrchestrator', 'LoopSamples', 'SampleSpec',
+    'check_sample_spec', 'chosen_indices', 'gather_samples'
 ]

@@ -14,17 +14,26 @@ normalised:
   where ``G`` is), weights ``sum_ij alpha relu(G)``.
 * ``'layercam'`` (Jiang et al. 2021): ``relu(sum_c relu(G_c) A_c)``, each
   position weighted by its own positive gradient.
+* ``'hirescam'`` (Draelos and Carin 2020): ``relu(sum_c G_c A_c)``, each
+  position weighted by its own gradient, negative ones too (what MMYOLO's
+  box AM calls its grad-based CAM).
 * ``'eigencam'`` (Muhammad and Yeasin 2020), gradient-free: the
   activations, centred per channel, projected on their first principal
   component, its sign chosen so that the map follows the activations'
   channel mean; ReLU'd.
 """
-from typing import Optional
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
-CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'eigencam')
-GRADIENT_METHODS = ('gradcam', 'gradcam++', 'layercam')
+from ..probe import Probe
+from ..probe.geometry import content_region
+
+CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'hirescam', 'eigencam')
+GRADIENT_METHODS = ('gradcam', 'gradcam++', 'layercam', 'hirescam')
 
 
 def check_cam_method(method: str) -> str:
@@ -73,6 +82,8 @@ def class_activation_map(method: str,
         return torch.relu((weights * a).sum(0))
     if method == 'layercam':
         return torch.relu((torch.relu(g) * a).sum(0))
+    if method == 'hirescam':
+        return torch.relu((g * a).sum(0))
     g2 = g.square()
     denominator = 2 * g2 + a.sum(dim=(1, 2), keepdim=True) * g2 * g
     # No epsilon: gradients of a score are often ~1e-3, whose square an
@@ -105,3 +116,97 @@ def normalized(cam: torch.Tensor) -> torch.Tensor:
     low = cam.amin(dim=(-2, -1), keepdim=True)
     shifted = cam - low
     return shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + 1e-8)
+
+
+def content_slices(meta: Any, hw: Sequence[int]) -> Tuple[slice, slice]:
+    """Rows and columns of an (h, w) map in the network input's geometry
+    that cover image content (letterbox and batch padding cut), rounded
+    outwards."""
+    y0, y1, x0, x1 = content_region(meta, hw)
+    eps = 1e-6
+    return (slice(max(0, math.floor(y0 + eps)),
+                  min(int(hw[0]), math.ceil(y1 - eps))),
+            slice(max(0, math.floor(x0 + eps)),
+                  min(int(hw[1]), math.ceil(x1 - eps))))
+
+
+def content_peak(cam: torch.Tensor, meta: Any) -> torch.Tensor:
+    """A map's maximum over the image content (0-d)."""
+    rows, cols = content_slices(meta, cam.shape[-2:])
+    return cam[..., rows, cols].amax(dim=(-2, -1))
+
+
+def fuse_layers(cams: Sequence[torch.Tensor],
+                meta: Any,
+                peaks: Optional[Sequence[Any]] = None) -> torch.Tensor:
+    """Several layers' maps of one target as one (h, w) map in [0, 1].
+
+    Each map is scaled by its peak (its own maximum over the image
+    content, or a kept value in ``peaks``) and brought to the finest
+    map's size; the fused map is their pixel-wise maximum, as TorchCAM's
+    ``fuse_cams`` does, scaled again to its own peak where the maps were.
+    A pyramid level whose map is zero (a box of another level gets no
+    gradient there) adds nothing.
+
+    Args:
+        cams (Sequence[torch.Tensor]): (h_i, w_i) maps, >= 0, all over the
+            same network input.
+        meta (dict): The probe's metainfo (where the content lies).
+        peaks (Sequence, optional): The value that reads as 1 for each
+            map; None: each map's own peak.
+
+    Returns:
+        torch.Tensor: (h, w) float32, at the largest map's size.
+    """
+    if not cams:
+        raise ValueError('fuse_layers needs at least one map')
+    size = max((tuple(c.shape[-2:]) for c in cams),
+               key=lambda hw: hw[0] * hw[1])
+    fused = None
+    for i, cam in enumerate(cams):
+        peak = content_peak(cam, meta) if peaks is None else peaks[i]
+        peak = torch.as_tensor(peak, dtype=cam.dtype, device=cam.device)
+        scaled = (cam / peak.clamp_min(1e-12)).clamp(0, 1)
+        if tuple(scaled.shape) != size:
+            scaled = torch.nn.functional.interpolate(
+                scaled[None, None], size=size, mode='bilinear',
+                align_corners=False)[0, 0]
+        fused = scaled if fused is None else torch.maximum(fused, scaled)
+    if peaks is None:
+        # Upsampling lowers a coarse map's peak: its own peak reads as 1.
+        fused = fused / content_peak(fused, meta).clamp_min(1e-12)
+    return fused
+
+
+@dataclass
+class CamPanel:
+    """One target's fused map on the host.
+
+    Attributes:
+        cam (np.ndarray): (h, w) float32 in [0, 1], in the network input's
+            geometry (padding not yet cut).
+        title (str): What the map explains, e.g. ``'dog 0.87'``.
+        boxes (list): ``((x1, y1, x2, y2), label, score)`` in original
+            image pixels, drawn with the map.
+    """
+    cam: np.ndarray
+    title: str
+    boxes: List[Tuple[Tuple[float, float, float, float], int,
+                      float]] = field(default_factory=list)
+
+
+@dataclass
+class ProbeCams:
+    """A probe's CAMs at one firing, ready to render.
+
+    Attributes:
+        probe (Probe): The probe.
+        method (str): The CAM method.
+        panels (list[CamPanel]): One per target, best first.
+        note (str): Why there are no panels (e.g. no box above the
+            threshold), drawn instead.
+    """
+    probe: Probe
+    method: str
+    panels: List[CamPanel] = field(default_factory=list)
+    note: str = ''

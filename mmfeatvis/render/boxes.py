@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 
 # Distinct, saturated colours (RGB) that stay visible under a heat map.
-_PALETTE = ((255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151),
-            (146, 204, 23), (52, 69, 147), (255, 178, 29), (207, 210, 49),
-            (100, 115, 255), (203, 56, 255))
+PALETTE = ((255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151),
+           (146, 204, 23), (52, 69, 147), (255, 178, 29), (207, 210, 49),
+           (100, 115, 255), (203, 56, 255))
 
 
 def draw_detections(image: np.ndarray,
@@ -40,7 +40,7 @@ def draw_detections(image: np.ndarray,
     canvas = image.copy()
     thickness = max(1, round(max(image.shape[:2]) / 400))
     for (x1, y1, x2, y2), score, label in zip(bboxes, scores, labels):
-        colour = _PALETTE[int(label) % len(_PALETTE)]
+        colour = PALETTE[int(label) % len(PALETTE)]
         top_left, bottom_right = (int(x1), int(y1)), (int(x2), int(y2))
         cv2.rectangle(canvas, top_left, bottom_right, colour, thickness)
         name = (class_names[int(label)] if class_names

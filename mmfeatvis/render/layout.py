@@ -293,7 +293,8 @@ def colour_bar_height(width: int, gap: int = 4) -> int:
 def with_colour_bar(canvas: np.ndarray,
                     colormap: str,
                     gap: int = 4,
-                    background: int = 255) -> np.ndarray:
+                    background: int = 255,
+                    labels: Tuple[str, str] = _BAR_LABELS) -> np.ndarray:
     """``canvas`` above a bar of ``colormap`` from its low to its high end.
 
     The ends are labelled with what they stand for, below the bar: the low
@@ -305,6 +306,8 @@ def with_colour_bar(canvas: np.ndarray,
         colormap (str): Colormap name.
         gap (int): Margin around the bar. Defaults to 4.
         background (int): Grey level of the margin. Defaults to 255.
+        labels (tuple[str, str]): What the low and high ends stand for.
+            Defaults to each tile's range, as its title states.
 
     Returns:
         np.ndarray: A new RGB uint8 image, taller than ``canvas``.
@@ -321,9 +324,8 @@ def with_colour_bar(canvas: np.ndarray,
     out[top:top + _BAR_HEIGHT, gap:gap + bar_w] = get_lut(colormap)[ramp, 0]
     (_, text_h), _ = cv2.getTextSize('Ag', _FONT, scale, 1)
     baseline = top + _BAR_HEIGHT + 2 + text_h
-    (right_w, _), _ = cv2.getTextSize(_BAR_LABELS[1], _FONT, scale, 1)
-    for text, x in ((_BAR_LABELS[0], gap),
-                    (_BAR_LABELS[1], gap + bar_w - right_w)):
+    (right_w, _), _ = cv2.getTextSize(labels[1], _FONT, scale, 1)
+    for text, x in ((labels[0], gap), (labels[1], gap + bar_w - right_w)):
         cv2.putText(out, text, (x, baseline), _FONT, scale, (0, 0, 0), 1,
                     cv2.LINE_AA)
     return out

@@ -12,11 +12,11 @@ from .encode import (IMAGE_FORMATS, check_image_format, encode_image,
                      gif_bytes, put_atomically)
 from .images import (WRITE_FAILURES, WriteFailures, add_image,
                      prepare_backends, write_results, write_scalars)
-from .names import image_names, image_tag, overview_name, stat_scalars
+from .names import cam_tag, image_names, image_tag, overview_name, stat_scalars
 
 __all__ = [
     'BackgroundWriter', 'IMAGE_FORMATS', 'WRITE_FAILURES', 'WriteFailures',
-    'add_image', 'check_image_format', 'encode_image', 'gif_bytes',
+    'add_image', 'cam_tag', 'check_image_format', 'encode_image', 'gif_bytes',
     'image_names', 'image_tag', 'overview_name', 'prepare_backends',
     'put_atomically', 'stat_scalars', 'write_results', 'write_scalars'
 ]

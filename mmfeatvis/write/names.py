@@ -26,6 +26,14 @@ def image_tag(probe: str, part: str) -> str:
     return '/'.join((NAME_PREFIX, safe_name(probe), safe_name(part)))
 
 
+def cam_tag(probe: str, method: str) -> str:
+    """The tag of a probe's CAMs: ``featvis/<probe>/cam/<method>``, with
+    ``gradcam++`` written ``gradcampp`` (a safe name would drop the
+    pluses and meet ``gradcam``)."""
+    return '/'.join((NAME_PREFIX, safe_name(probe), 'cam',
+                     safe_name(method.replace('+', 'p'))))
+
+
 def image_names(result: ProbeResult) -> Dict[str, str]:
     """Image tag for each layer image of ``result``."""
     return {
