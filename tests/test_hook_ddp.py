@@ -45,6 +45,7 @@ def test_ddp_two_processes_no_hang_rank0_writes(tmp_path, probe_image_path):
     assert len(glob.glob(osp.join(vis_dirs[0], 'events.out.*'))) == 1
     images, _ = read_tensorboard(vis_dirs[0])
     assert images['featvis/grace_hopper/overview'] == [0, 1, 2]
+    assert images['featvis/grace_hopper/cam/layercam'] == [0, 1, 2]
     files = glob.glob(
         osp.join(vis_dirs[0], 'vis_image', '*grace_hopper_overview*.jpg'))
     assert len(files) == 3

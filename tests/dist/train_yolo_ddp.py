@@ -28,8 +28,10 @@ def main() -> None:
     shapes = dict(
         data_root=args.data_root,
         val_ann=osp.join(args.data_root, 'annotations', 'val.json'))
-    # Both validation samples: under DDP each rank holds one of them.
-    hook = featvis_hook(probe=args.probe, interval=1, val_samples='all')
+    # Both validation samples: under DDP each rank holds one of them. The
+    # CAMs take gradients on rank 0 alone, outside DDP's reducer.
+    hook = featvis_hook(probe=args.probe, interval=1, val_samples='all',
+                        cam=dict(method='layercam', score_thr=0.0, topk=2))
     cfg = yolo_cfg(shapes, args.work_dir, [hook], max_epochs=1,
                    batch_size=2)
     cfg.train_cfg.val_interval = 1
