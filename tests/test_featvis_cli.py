@@ -695,3 +695,109 @@ def test_unwritable_outputs_are_named_with_the_reason(fault_runs):
     assert 'cannot write' in result.stderr
     assert 'No space left on device' in result.stderr
     assert listed == []
+
+
+# -- --cam: class activation maps, MMYOLO's boxam_vis_demo options --
+@pytest.fixture(scope='module')
+def cam_runs(tmp_path_factory, probe_image_path, yolo_work_dir, yolo_ckpt,
+             other_checkpoints):
+    img = probe_image_path
+    cwd = {
+        name: str(tmp_path_factory.mktemp(name))
+        for name in ('one', 'series', 'norm_single', 'retinanet',
+                     'scorecam', 'no_gradient', 'bad_topk', 'no_box')
+    }
+    # Random weights score every box low: explain what there is.
+    any_box = ['--score-thr', '0']
+    commands = {
+        'one': [img, YOLO, yolo_ckpt, '--cam', 'layercam', '--topk', '2',
+                '--out-file', 'cam.png'] + any_box,
+        'series': [img, YOLO, osp.join(yolo_work_dir, 'epoch_*.pth'),
+                   '--cam', 'gradcam', '--topk', '1', '--out-dir', 'cams'
+                   ] + any_box,
+        'norm_single': [img, YOLO, yolo_ckpt, '--cam', 'hirescam',
+                        '--norm-in-bbox', '--cam-layout', 'single',
+                        '--topk', '3', '--out-file', 'single.png'] + any_box,
+        'retinanet': [img, RETINANET, other_checkpoints['retinanet'],
+                      '--cam', 'eigencam', '--out-file', 'retinanet.png',
+                      '--cfg-options', 'test_dataloader.dataset.pipeline.1.'
+                      'scale=(667,400)'] + any_box,
+        'scorecam': [img, YOLO, yolo_ckpt, '--cam', 'scorecam'],
+        'no_gradient': [img, YOLO, yolo_ckpt, '--cam', 'gradcam',
+                        '--target-layers', 'data_preprocessor'],
+        'bad_topk': [img, YOLO, yolo_ckpt, '--cam', 'layercam', '--topk',
+                     '0'],
+        'no_box': [img, YOLO, yolo_ckpt, '--cam', 'layercam',
+                   '--score-thr', '0.99', '--out-file', 'none.png'],
+    }
+    results = run_all({
+        name: (args + ['--device', 'cpu'], cwd[name], ())
+        for name, args in commands.items()
+    })
+    return {name: (results[name], cwd[name]) for name in commands}
+
+
+def assert_cam_panels(picture: np.ndarray, num: int) -> None:
+    """The picture is ``num`` titled panels of the photo, in
+    compose_panels' layout, above a colour bar."""
+    height, width, _ = layout(num, IMAGE_HW)
+    assert picture.shape[:2] == (height + colour_bar_height(width), width)
+
+
+def test_cam_one_panel_per_box_over_the_image(cam_runs):
+    result, cwd = cam_runs['one']
+    checked(result)
+    assert 'Drawing layercam CAMs of dense detector targets at neck' in (
+        result.stdout + result.stderr)
+    # Two panels of the 600x512 photo side by side, above a colour bar.
+    assert_cam_panels(read_rgb(osp.join(cwd, 'cam.png')), 2)
+
+
+def test_cam_series_strip_and_gif(cam_runs):
+    result, cwd = cam_runs['series']
+    checked(result)
+    assert sorted(os.listdir(osp.join(cwd, 'cams', 'grace_hopper'))) == [
+        'epoch_1.jpg', 'epoch_10.jpg', 'epoch_2.jpg', 'series.gif',
+        'series_strip.jpg'
+    ]
+    strip = read_rgb(osp.join(cwd, 'cams', 'grace_hopper',
+                              'series_strip.jpg'))
+    # The three checkpoints' pictures in a row.
+    assert 3 * IMAGE_HW[1] < strip.shape[1] < 3 * IMAGE_HW[1] + 80
+
+
+def test_cam_normalised_in_boxes_all_in_one_panel(cam_runs):
+    result, cwd = cam_runs['norm_single']
+    checked(result)
+    assert_cam_panels(read_rgb(osp.join(cwd, 'single.png')), 1)
+
+
+def test_cam_of_an_mmdet_detector(cam_runs):
+    result, cwd = cam_runs['retinanet']
+    checked(result)
+    output = result.stdout + result.stderr
+    assert 'eigencam CAMs of dense detector targets' in output
+    assert_cam_panels(read_rgb(osp.join(cwd, 'retinanet.png')), 3)
+
+
+def test_cam_with_no_box_says_so(cam_runs):
+    result, cwd = cam_runs['no_box']
+    checked(result)
+    output = result.stdout + result.stderr
+    assert 'no box above 0.99, nothing to explain' in output
+    picture = read_rgb(osp.join(cwd, 'none.png'))
+    height, width, _ = layout(1, IMAGE_HW)
+    assert picture.shape[:2] == (height, width)  # the photo, no colour bar
+
+
+def test_cam_bad_options_exit_2(cam_runs):
+    for name, expected in (
+            ('scorecam', "argument --cam: invalid choice: 'scorecam' "
+             "(choose from 'gradcam', 'gradcam++', 'layercam'"),
+            ('no_gradient', '--cam gradcam: cam: none of the target layers '
+             'ran in the forward pass'),
+            ('bad_topk', '--topk must be a positive integer, got 0')):
+        result, cwd = cam_runs[name]
+        checked(result, 2)
+        assert expected in result.stderr, (name, result.stderr)
+        assert os.listdir(cwd) == []

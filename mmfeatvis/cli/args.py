@@ -13,8 +13,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from mmengine.config import DictAction
 
-from ..options import DrawOptions
+from ..options import CAM_LAYOUTS, CamOptions, DrawOptions
 from ..reduce import CHANNEL_REDUCTIONS, SHARED_MODES
+from ..reduce.cam import CAM_METHODS
 from .errors import UsageError
 
 RANGE_MODES = ('per_image', ) + SHARED_MODES
@@ -32,7 +33,8 @@ mmengine) on images: each target layer's maps are overlaid on the image,
 all layers of an image arranged in one picture, with the detector's
 predictions drawn under the maps. Given several checkpoints, the maps of
 each image are drawn with one shared value range per layer, side by side
-and as an animated GIF.
+and as an animated GIF. With --cam, class activation maps are drawn
+instead: why the detector predicts each box (MMYOLO's boxam_vis_demo).
 """
 _EPILOG = """\
 exit status: 0 on success, 2 for a bad command (missing file, unknown
@@ -41,6 +43,8 @@ layer, bad option value), 1 when running it failed.
 example:
   %(prog)s demo/dog.jpg mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e\
 _coco.py yolov5_s.pth --target-layers backbone --channel-reduction select_max
+  %(prog)s demo/dog.jpg mmyolo::yolov5/yolov5_s-v61_syncbn_fast_8xb16-300e\
+_coco.py yolov5_s.pth --cam layercam --topk 3
 """
 
 
@@ -82,10 +86,41 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument(
         '--target-layers',
         nargs='+',
-        default=['backbone'],
+        default=None,
         metavar='LAYER',
         help='Layers whose outputs are drawn: module names, dotted paths '
-        "or globs ('backbone.stage*', 'neck.**'). Default: backbone.")
+        "or globs ('backbone.stage*', 'neck.**'). Default: backbone; with "
+        '--cam, the neck (its pyramid levels fused), else the backbone.')
+    parser.add_argument(
+        '--cam',
+        default=None,
+        metavar='METHOD',
+        choices=CAM_METHODS,
+        help='Draw class activation maps instead of feature maps: why the '
+        'model predicts each box (a detector), class (a segmentor) or '
+        'logit (a classifier). One of ' + ', '.join(CAM_METHODS) +
+        '; layercam and hirescam point at the box they explain, gradcam '
+        "lights every object of the box's class (MMYOLO's boxam_vis_demo "
+        '--method).')
+    parser.add_argument(
+        '--norm-in-box',
+        '--norm-in-bbox',
+        action='store_true',
+        help='With --cam: scale each map within its box, zero outside.')
+    parser.add_argument(
+        '--cam-layout',
+        default='grid',
+        choices=CAM_LAYOUTS,
+        help='(added) With --cam: a panel per box (grid) or all boxes in '
+        'one (single). Default: grid.')
+    parser.add_argument(
+        '--cam-classes',
+        nargs='+',
+        type=int,
+        default=None,
+        metavar='CLASS',
+        help='(added) With --cam: explain these class indices, each as a '
+        'whole (all its boxes together), instead of the best --topk boxes.')
     parser.add_argument(
         '--preview-model',
         action='store_true',
@@ -103,9 +138,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument(
         '--topk',
         type=int,
-        default=4,
+        default=None,
         help='Channels shown with --channel-reduction None, in order of '
-        'activation. Default: 4.')
+        'activation (default 4); with --cam, the best boxes, classes or '
+        'logits explained (default 3).')
     parser.add_argument(
         '--arrangement',
         nargs=2,
@@ -132,7 +168,8 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         '--score-thr',
         type=float,
         default=0.3,
-        help='Score threshold of the predictions drawn. Default: 0.3.')
+        help='Score threshold of the predictions drawn (and, with --cam, '
+        'explained). Default: 0.3.')
     parser.add_argument(
         '--no-pred',
         action='store_true',
@@ -262,7 +299,7 @@ def draw_options(args: argparse.Namespace) -> DrawOptions:
     try:
         return DrawOptions(
             channel_reduction=reduction,
-            topk=args.topk,
+            topk=4 if args.topk is None else args.topk,
             arrangement=tuple(args.arrangement),
             alpha=args.alpha,
             colormap=args.colormap.lower(),
@@ -272,6 +309,30 @@ def draw_options(args: argparse.Namespace) -> DrawOptions:
             max_image_side=args.max_image_side)
     except ValueError as error:
         raise UsageError(_as_option_message(str(error))) from None
+
+
+def cam_options(args: argparse.Namespace) -> Optional[CamOptions]:
+    """CAM options from the arguments (None without ``--cam``), checked.
+
+    Raises:
+        UsageError: For values :class:`CamOptions` refuses.
+    """
+    if args.cam is None:
+        return None
+    try:
+        return CamOptions(
+            method=args.cam,
+            target_layers=args.target_layers,
+            topk=3 if args.topk is None else args.topk,
+            score_thr=args.score_thr,
+            classes=args.cam_classes,
+            norm_in_box=args.norm_in_box,
+            layout=args.cam_layout)
+    except ValueError as error:
+        message = str(error).replace('cam topk', '--topk').replace(
+            'cam score_thr', '--score-thr').replace('cam classes',
+                                                    '--cam-classes')
+        raise UsageError(message) from None
 
 
 def _as_option_message(message: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from mmengine.logging import print_log
 from torch import nn
 
-from ..orchestrator import FeatmapOrchestrator
+from ..orchestrator import CamOrchestrator, FeatmapOrchestrator
 from ..probe import Probe, ProbeBuilder
 from ..reduce import ProbeMaps, SeriesRanges
 from ..render import ProbeResult
@@ -35,10 +35,13 @@ class Drawn:
         item (ImageItem): The image.
         results (list[ProbeResult]): What each checkpoint drew, in
             checkpoint order.
+        pictures (list[np.ndarray]): With ``--cam``, each checkpoint's
+            picture of the image's CAMs instead.
     """
 
     item: ImageItem
     results: List[ProbeResult] = field(default_factory=list)
+    pictures: List[np.ndarray] = field(default_factory=list)
 
 
 def compose_layers(result: ProbeResult,
@@ -62,8 +65,9 @@ class SeriesDrawer:
 
     Args:
         model (nn.Module): The built model (weights are loaded here).
-        orchestrator (FeatmapOrchestrator): Its layers resolved; its range
-            tracker may be a :class:`SeriesRanges`.
+        orchestrator (FeatmapOrchestrator, optional): Its layers
+            resolved; its range tracker may be a :class:`SeriesRanges`.
+            None for a subclass that draws otherwise.
         builder (ProbeBuilder): Prepares the images.
         checkpoints (Sequence[str]): Checkpoint files, in order.
         loaded (str, optional): The checkpoint already in ``model``.
@@ -74,7 +78,7 @@ class SeriesDrawer:
 
     def __init__(self,
                  model: nn.Module,
-                 orchestrator: FeatmapOrchestrator,
+                 orchestrator: Optional[FeatmapOrchestrator],
                  builder: ProbeBuilder,
                  checkpoints: Sequence[str],
                  loaded: Optional[str] = None,
@@ -165,4 +169,55 @@ class SeriesDrawer:
                                                      self.class_names)
                             for row in reduced
                         ]))
+            advance(len(batch))
+
+
+class CamSeriesDrawer(SeriesDrawer):
+    """Draws the CAMs of images for a list of checkpoints: each image's
+    picture for each checkpoint, by :class:`CamOrchestrator` (which
+    resolves its layers and rule on the model).
+
+    Args:
+        cam (CamOrchestrator): What to explain and how.
+        **kwargs: As :class:`SeriesDrawer`, without its orchestrator.
+    """
+
+    def __init__(self, model: nn.Module, cam: CamOrchestrator,
+                 **kwargs) -> None:
+        super().__init__(model, None, **kwargs)
+        self.cam = cam
+
+    def run(self,
+            items: Sequence[ImageItem],
+            emit: Callable[[Drawn], None],
+            advance: Callable[[int], None] = lambda n: None) -> None:
+        """Draw every image and hand each to ``emit`` (see
+        :meth:`SeriesDrawer.run`)."""
+        chunk = CHUNK if len(self.checkpoints) > 1 else 1
+        for start in range(0, len(items), chunk):
+            batch = items[start:start + chunk]
+            prepared = self._probes(batch)
+            pictures: List[List[np.ndarray]] = [[] for _ in prepared]
+            for checkpoint in self.checkpoints if prepared else ():
+                self._load(checkpoint)
+                for index, (_, probe) in enumerate(prepared):
+                    try:
+                        cams, = self.cam.fire(self.model, [probe],
+                                              self.class_names)
+                    except Exception as error:
+                        raise RunError(
+                            f'the CAMs of {probe.source} failed with '
+                            f'checkpoint {checkpoint!r}: '
+                            f'{type(error).__name__}: {error}') from error
+                    if cams.note:
+                        print_log(
+                            f'{probe.source} with {checkpoint}: '
+                            f'{cams.note}, nothing to explain (a lower '
+                            '--score-thr explains weaker boxes).',
+                            logger='current',
+                            level=logging.WARNING)
+                    pictures[index].append(
+                        self.cam.render(cams, self.class_names))
+            for (item, _), drawn in zip(prepared, pictures):
+                emit(Drawn(item, pictures=drawn))
             advance(len(batch))

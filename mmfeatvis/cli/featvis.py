@@ -15,11 +15,13 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from ..capture import modules_computed_before
-from ..orchestrator import FeatmapOrchestrator
+from ..options import CamOptions
+from ..orchestrator import CamOrchestrator, FeatmapOrchestrator
 from ..probe import ProbeBuilder, class_names
 from ..reduce import SHARED_MODES, SeriesRanges, ValueRangeTracker
-from .args import build_parser, draw_options, parse_value_range, split_paths
-from .drawing import SeriesDrawer
+from .args import (build_parser, cam_options, draw_options, parse_value_range,
+                   split_paths)
+from .drawing import CamSeriesDrawer, SeriesDrawer
 from .errors import RunError, UsageError
 from .inputs import (checkpoint_labels, collect_images, expand_checkpoints,
                      resolve_config)
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """
     inputs = split_paths(args.paths, args.checkpoints)
     options = draw_options(args)
+    cam = cam_options(args)
     value_range = parse_value_range(args.value_range)
     items = collect_images(inputs.images)
     config_path = resolve_config(inputs.config)
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         SeriesRanges(value_range)
         if value_range in SHARED_MODES else ValueRangeTracker(value_range))
     orchestrator = FeatmapOrchestrator(
-        args.target_layers, options, tracker, with_stats=False)
+        args.target_layers or ['backbone'], options, tracker,
+        with_stats=False)
     try:
         layers = orchestrator.resolve(model)
     except ValueError as error:
@@ -81,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
             raise RunError(str(error)) from error
         print_preview(model, probe, sys.stdout)
         return 0
+    if cam is not None:
+        return _run_cam(args, cam, model, builder, items, checkpoints, cfg,
+                        sink)
     needed = _modules_drawn_from(model, builder, items, layers)
 
     def check(loaded: Fit) -> None:
@@ -100,6 +107,52 @@ def run(args: argparse.Namespace) -> int:
         loaded=checkpoints[0],
         class_names=class_names(model, cfg),
         check_fit=check)
+    _draw(drawer, items, sink)
+    return 0
+
+
+def _run_cam(args: argparse.Namespace, options: CamOptions, model,
+             builder: ProbeBuilder, items, checkpoints: List[str], cfg,
+             sink: PictureSink) -> int:
+    """``--cam``: each image's CAMs for each checkpoint."""
+    cam = CamOrchestrator(options, alpha=args.alpha,
+                          colormap=args.colormap.lower())
+    try:
+        layers = cam.resolve(model)
+        first = _first_probe(builder, items, model)
+        if first is not None:
+            cam.check(model, [first])
+    except ValueError as error:
+        raise UsageError(f'--cam {options.method}: {error}') from None
+    print_log(
+        f'Drawing {options.method} CAMs of {cam.rule.kind} targets at '
+        f'{", ".join(layers)} for {len(checkpoints)} checkpoint(s) on '
+        f'{len(items)} image(s).',
+        logger='current')
+    drawer = CamSeriesDrawer(
+        model,
+        cam,
+        builder=builder,
+        checkpoints=checkpoints,
+        loaded=checkpoints[0],
+        class_names=class_names(model, cfg))
+    _draw(drawer, items, sink)
+    return 0
+
+
+def _first_probe(builder: ProbeBuilder, items, model):
+    """The first image that can be read, prepared; None if none can."""
+    for item in items:
+        try:
+            return builder.build([item.source], model)[0]
+        except (OSError, ValueError):
+            continue  # reported when it is drawn
+    return None
+
+
+def _draw(drawer: SeriesDrawer, items, sink: PictureSink) -> None:
+    """Run ``drawer`` over ``items`` into ``sink`` with a progress bar,
+    then report what was written and what failed."""
     progress = ProgressBar(len(items)) if len(items) > 1 else None
 
     def advance(count: int) -> None:
@@ -114,22 +167,17 @@ def run(args: argparse.Namespace) -> int:
         raise RunError(f'{len(drawer.failed)} of {len(items)} image(s) '
                        'could not be drawn: ' +
                        '; '.join(reason for _, reason in drawer.failed))
-    return 0
 
 
 def _modules_drawn_from(model, builder: ProbeBuilder, items,
                         layers: List[str]) -> Set[str]:
     """The modules the maps of ``layers`` are computed from, found by one
     forward pass of the first image that can be read."""
-    for item in items:
-        try:
-            probe = builder.build([item.source], model)[0]
-        except (OSError, ValueError):
-            continue  # reported when it is drawn
-        return modules_computed_before(
-            model, lambda: model(**probe.model_kwargs(), mode='tensor'),
-            layers)
-    return {name for name, _ in model.named_modules()}
+    probe = _first_probe(builder, items, model)
+    if probe is None:
+        return {name for name, _ in model.named_modules()}
+    return modules_computed_before(
+        model, lambda: model(**probe.model_kwargs(), mode='tensor'), layers)
 
 
 def _report_written(written: List[str]) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from mmengine.logging import print_log
 
 from ..probe import safe_name
-from ..render import ProbeResult, series_strip, titled
+from ..render import ProbeResult, compose_panels, series_strip, titled
 from ..write import encode_image, gif_bytes, put_atomically
 from .drawing import Drawn, compose_layers
 from .errors import RunError, UsageError
@@ -150,8 +150,8 @@ class PictureSink:
         if self.series:
             self._emit_series(drawn)
             return
-        picture = compose_layers(drawn.results[0], self.layer_cols,
-                                 drawn.item.source)
+        picture = drawn.pictures[0] if drawn.pictures else compose_layers(
+            drawn.results[0], self.layer_cols, drawn.item.source)
         if self.show:
             self._show(drawn.item.rel_path, picture)
         if self.out_file:
@@ -176,12 +176,22 @@ class PictureSink:
                 osp.join(base, 'series.gif'))
 
     def _emit_series(self, drawn: Drawn) -> None:
-        frames = [
-            titled(label,
-                   compose_layers(result, self.layer_cols, drawn.item.source))
-            for label, result in zip(self.labels, drawn.results)
-        ]
-        strip = series_strip(self.labels, drawn.results)
+        if drawn.pictures:  # CAMs: each checkpoint's picture, in a row
+            frames = [
+                titled(label, picture)
+                for label, picture in zip(self.labels, drawn.pictures)
+            ]
+            strip = compose_panels(
+                list(zip(self.labels, drawn.pictures)), cols=len(frames))
+        else:
+            frames = [
+                titled(
+                    label,
+                    compose_layers(result, self.layer_cols,
+                                   drawn.item.source))
+                for label, result in zip(self.labels, drawn.results)
+            ]
+            strip = series_strip(self.labels, drawn.results)
         if self.show:
             self._show(drawn.item.rel_path, strip)
         if not (self.out_dir or self.out_file):
@@ -191,6 +201,8 @@ class PictureSink:
             self._write(path, frame)
         self._write(strip_path, strip)
         self._save(gif_path, gif_bytes(frames, self.gif_duration))
+        if drawn.pictures:
+            return  # each CAM is drawn on its own peak: no shared ranges
         self._save(
             osp.splitext(gif_path)[0] + '_ranges.json',
             json.dumps(series_ranges(self.labels, drawn.results),
