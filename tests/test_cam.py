@@ -7,7 +7,8 @@ from torch import nn
 
 from mmfeatvis.capture import FeatureCapture
 from mmfeatvis.reduce.cam import (CAM_METHODS, check_cam_method,
-                                  class_activation_map, normalized)
+                                  class_activation_map, fuse_layers,
+                                  normalized)
 
 LAYER = '3'  # the second conv's ReLU: (16, 16, 16) for a 32x32 input
 
@@ -123,3 +124,40 @@ def test_hirescam_weighs_each_position_by_its_own_gradient():
     assert torch.allclose(got, expected, atol=1e-6)
     assert (g < 0).any() and not torch.allclose(
         got, class_activation_map('layercam', a, g))
+
+
+def test_fused_levels_read_one_at_their_peak_over_the_content():
+    # A letterboxed 40x64 input (8 rows of padding above and below).
+    meta = dict(ori_shape=(24, 64), img_shape=(40, 64), scale_factor=(1, 1),
+                pad_param=[8, 8, 0, 0], batch_input_shape=(40, 64))
+    fine = torch.zeros(20, 32)
+    fine[10, 5] = 2.0  # in the content
+    fine[0, 0] = 9.0  # in the padding: not the peak
+    coarse = torch.zeros(5, 8)
+    coarse[2, 6] = 4.0
+    fused = fuse_layers([fine, coarse], meta)
+    assert fused.shape == (20, 32)
+    assert float(fused[10, 5]) == pytest.approx(1.0)
+    assert float(fused[0, 0]) == 1.0  # clipped, not 4.5
+    assert float(fused[10, 25]) > 0.4  # the coarse level's peak, upsampled
+    # A map with nothing over the content is blank, padding and all.
+    padding_only = torch.zeros(20, 32)
+    padding_only[1, 1] = 3.0
+    assert float(fuse_layers([padding_only], meta).abs().max()) == 0.0
+
+
+def test_eigencam_of_many_channels_matches_the_svd():
+    # 128 channels: the principal component comes from a subspace
+    # iteration on the channels' Gram matrix, not a full decomposition.
+    torch.manual_seed(5)
+    yy, xx = torch.meshgrid(torch.arange(16.), torch.arange(16.),
+                            indexing='ij')
+    blob = torch.exp(-((yy - 4)**2 + (xx - 11)**2) / 10)
+    a = torch.rand(128)[:, None, None] * blob + 0.05 * torch.rand(128, 16, 16)
+    x = a.reshape(128, -1).T
+    centred = x - x.mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    projection = (centred @ vh[0]).reshape(16, 16)
+    cam = class_activation_map('eigencam', a)
+    expected = torch.relu(projection if projection[4, 11] > 0 else -projection)
+    assert torch.allclose(cam, expected, atol=1e-4 * float(expected.max()))

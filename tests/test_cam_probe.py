@@ -142,3 +142,18 @@ def test_a_model_whose_output_is_not_logits_is_told_what_to_do(
     probe, = ProbeBuilder({}).build(probe_image_path, model)
     with pytest.raises(ValueError, match=r'logits.*cam=dict\(target=...\)'):
         _cams(model, probe, ['stage'])
+
+
+@pytest.mark.parametrize('method', CAM_METHODS)
+def test_under_autocast_the_maps_are_upcast(model_and_probe, method):
+    # An AMP training's hook may fire inside autocast: the maps are
+    # computed in float32 from the half-precision activations.
+    model, probe = model_and_probe
+    _, reference = _cams(model, probe, ['stem', 'stage'], method, topk=2)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        _, cams = _cams(model, probe, ['stem', 'stage'], method, topk=2)
+    for panel, expected in zip(cams.panels, reference.panels):
+        assert panel.cam.dtype == np.float32
+        assert 0 <= panel.cam.min() and panel.cam.max() == pytest.approx(1)
+        # bfloat16 keeps about 3 significant digits.
+        assert np.abs(panel.cam - expected.cam).mean() < 0.05

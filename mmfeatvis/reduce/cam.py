@@ -31,6 +31,7 @@ import torch
 
 from ..probe import Probe
 from ..probe.geometry import content_region
+from .featmap import top_eigh
 
 CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'hirescam', 'eigencam')
 GRADIENT_METHODS = ('gradcam', 'gradcam++', 'layercam', 'hirescam')
@@ -64,6 +65,18 @@ def class_activation_map(method: str,
         device.
     """
     check_cam_method(method)
+    with full_precision(activations.device):
+        return _class_activation_map(method, activations, gradients)
+
+
+def full_precision(device: torch.device) -> Any:
+    """Autocast off: under AMP the maps are computed in float32 (the
+    matrix products of 'eigencam' would otherwise round to half)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
+def _class_activation_map(method: str, activations: torch.Tensor,
+                          gradients: Optional[torch.Tensor]) -> torch.Tensor:
     a = activations.detach().float()
     if a.ndim != 3:
         raise ValueError(f'activations must be (C, H, W), got '
@@ -99,10 +112,14 @@ def _eigen_cam(a: torch.Tensor) -> torch.Tensor:
     channels, height, width = a.shape
     x = a.reshape(channels, -1).T  # (HW, C)
     centred = x - x.mean(dim=0, keepdim=True)
-    # The first right singular vector: the channel direction of largest
-    # variance over positions.
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    projection = centred @ vh[0]
+    # The projection on the first principal component, from the smaller
+    # Gram matrix (a full SVD of the (HW, C) map is slow on a GPU).
+    if channels <= centred.shape[0]:
+        _, vecs = top_eigh(centred.T @ centred, 1)
+        projection = centred @ vecs[:, 0]
+    else:
+        vals, vecs = top_eigh(centred @ centred.T, 1)
+        projection = vecs[:, 0] * vals[0].clamp(min=0).sqrt()
     # An eigenvector's sign is arbitrary: pick the one that follows the
     # channel mean, so that strong activations read as high.
     mean = x.mean(dim=1)
@@ -160,13 +177,18 @@ def fuse_layers(cams: Sequence[torch.Tensor],
     """
     if not cams:
         raise ValueError('fuse_layers needs at least one map')
+    with full_precision(cams[0].device):
+        return _fused(cams, meta, peaks)
+
+
+def _fused(cams: Sequence[torch.Tensor], meta: Any,
+           peaks: Optional[Sequence[Any]]) -> torch.Tensor:
     size = max((tuple(c.shape[-2:]) for c in cams),
                key=lambda hw: hw[0] * hw[1])
     fused = None
     for i, cam in enumerate(cams):
         peak = content_peak(cam, meta) if peaks is None else peaks[i]
-        peak = torch.as_tensor(peak, dtype=cam.dtype, device=cam.device)
-        scaled = (cam / peak.clamp_min(1e-12)).clamp(0, 1)
+        scaled = _scaled(cam, peak)
         if tuple(scaled.shape) != size:
             scaled = torch.nn.functional.interpolate(
                 scaled[None, None], size=size, mode='bilinear',
@@ -174,8 +196,18 @@ def fuse_layers(cams: Sequence[torch.Tensor],
         fused = scaled if fused is None else torch.maximum(fused, scaled)
     if peaks is None:
         # Upsampling lowers a coarse map's peak: its own peak reads as 1.
-        fused = fused / content_peak(fused, meta).clamp_min(1e-12)
+        fused = _scaled(fused, content_peak(fused, meta))
     return fused
+
+
+def _scaled(cam: torch.Tensor, peak: Any) -> torch.Tensor:
+    """``cam / peak`` clipped to [0, 1]; all zero where the peak is not
+    positive (no signal over the image content: the padding's values
+    must not become the picture)."""
+    peak = torch.as_tensor(peak, dtype=cam.dtype, device=cam.device)
+    positive = peak > 0
+    return torch.where(positive, cam / torch.where(positive, peak, 1),
+                       torch.zeros_like(cam)).clamp(0, 1)
 
 
 @dataclass

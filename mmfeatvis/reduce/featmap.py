@@ -160,7 +160,7 @@ def channel_scores(
     return x.reshape(x.shape[0], -1) @ torch.outer(wy, wx).reshape(-1)
 
 
-def _top_eigh(gram: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def top_eigh(gram: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Top-k eigenpairs of a symmetric PSD matrix, largest first.
 
     Small matrices use a full ``eigh``; larger ones a subspace iteration
@@ -206,10 +206,10 @@ def _pca_rgb(
     k = min(3, channels, num)
     # Decompose the smaller of the two Gram matrices.
     if channels <= num:
-        _, vecs = _top_eigh(feats.T @ feats, k)
+        _, vecs = top_eigh(feats.T @ feats, k)
         scores = feats @ vecs
     else:
-        vals, vecs = _top_eigh(feats @ feats.T, k)
+        vals, vecs = top_eigh(feats @ feats.T, k)
         scores = vecs * vals.clamp(min=0).sqrt()
     loadings = feats.T @ scores
     if reference is not None and reference.shape == (channels, 3):

@@ -32,8 +32,11 @@ from ...capture import detached
 from ...probe import Probe
 from .targets import Box, CamTarget, TargetRule, class_name
 
-# Recomputed and returned scores differ by float rounding only.
-_SCORE_TOLERANCE = 1e-4
+
+def _score_tolerance(dtype: torch.dtype) -> float:
+    """How far a score recomputed in float32 may be from the head's,
+    which rounded in ``dtype`` (half precision under autocast)."""
+    return max(1e-4, 4 * torch.finfo(dtype).eps)
 
 
 @contextmanager
@@ -136,11 +139,9 @@ class DenseRule(TargetRule):
                                                   priors[chosen],
                                                   kept.labels[chosen])
         returned = kept.scores[chosen].float()
+        tolerance = _score_tolerance(outputs[0][0].dtype)
         if not torch.allclose(
-                probabilities,
-                returned,
-                atol=_SCORE_TOLERANCE,
-                rtol=_SCORE_TOLERANCE):
+                probabilities, returned, atol=tolerance, rtol=tolerance):
             raise ValueError(
                 f'{type(head).__name__} scores its boxes differently from '
                 'class probability x objectness/centerness, so its boxes '

@@ -180,9 +180,7 @@ class CamOrchestrator:
         names = list(activations)
         live = [activations[n] for n in names]
         cams = []
-        for index, target in enumerate(targets):
-            grads = _grads_of(
-                target.score, live, retain=index < len(targets) - 1)
+        for grads in _target_gradients([t.score for t in targets], live):
             cams.append({
                 name: class_activation_map(
                     method, value[0],
@@ -194,16 +192,19 @@ class CamOrchestrator:
     def _fused(self, probe: Probe, layer_cams: List[Dict[str, torch.Tensor]],
                targets: List[CamTarget]) -> List[CamPanel]:
         peaks = self._kept_peaks(probe, layer_cams)
-        panels = []
-        for cams, target in zip(layer_cams, targets):
+        fused = []
+        for cams in layer_cams:
             names = list(cams)
-            fused = fuse_layers([cams[n] for n in names], probe.meta,
-                                None if peaks is None else
-                                [peaks[n] for n in names])
-            panels.append(
-                CamPanel(fused.detach().cpu().numpy(), target.title,
-                         list(target.boxes)))
-        return panels
+            fused.append(
+                fuse_layers([cams[n] for n in names], probe.meta,
+                            None if peaks is None else
+                            [peaks[n] for n in names]))
+        # One copy to the host for all targets.
+        host = torch.stack(fused).detach().float().cpu().numpy()
+        return [
+            CamPanel(cam, target.title, list(target.boxes))
+            for cam, target in zip(host, targets)
+        ]
 
     def _kept_peaks(
             self, probe: Probe,
@@ -261,6 +262,49 @@ class CamOrchestrator:
                       image_format)
             written.append(tag)
         return written
+
+
+#: Targets whose gradients one batched backward pass computes.
+GRADIENT_BATCH = 8
+
+
+def _target_gradients(
+        scores: List[torch.Tensor], live: Sequence[torch.Tensor]
+) -> List[Tuple[Optional[torch.Tensor], ...]]:
+    """d score / d each of ``live``, for every score: one backward pass
+    per :data:`GRADIENT_BATCH` targets (``is_grads_batched``), or one per
+    target where the model has an operation autograd cannot batch."""
+    wanted = [i for i, value in enumerate(live) if value.requires_grad]
+    found: List[Tuple[Optional[torch.Tensor], ...]] = []
+    for start in range(0, len(scores), GRADIENT_BATCH):
+        chunk = scores[start:start + GRADIENT_BATCH]
+        last = start + GRADIENT_BATCH >= len(scores)
+        stacked = torch.stack(chunk)
+        batched = None
+        if wanted and stacked.requires_grad and len(chunk) > 1:
+            try:
+                batched = torch.autograd.grad(
+                    stacked, [live[i] for i in wanted],
+                    grad_outputs=torch.eye(
+                        len(chunk), dtype=stacked.dtype,
+                        device=stacked.device),
+                    retain_graph=not last,
+                    allow_unused=True,
+                    is_grads_batched=True)
+            except RuntimeError:  # no batching rule: one pass each
+                batched = None
+        if batched is None:
+            found.extend(
+                _grads_of(score, live,
+                          retain=not (last and i == len(chunk) - 1))
+                for i, score in enumerate(chunk))
+            continue
+        for row in range(len(chunk)):
+            grads: List[Optional[torch.Tensor]] = [None] * len(live)
+            for i, grad in zip(wanted, batched):
+                grads[i] = None if grad is None else grad[row]
+            found.append(tuple(grads))
+    return found
 
 
 def _grads_of(score: torch.Tensor,
