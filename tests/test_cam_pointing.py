@@ -7,7 +7,8 @@ import pytest
 from conftest import yolo_cfg
 from mmengine.runner import Runner
 
-from mmfeatvis.options import CamOptions
+from mmfeatvis.options import CamOptions, DrawOptions
+from mmfeatvis.orchestrator import FeatmapOrchestrator
 from mmfeatvis.orchestrator.cam import CamOrchestrator
 from mmfeatvis.probe import ProbeBuilder
 from mmfeatvis.reduce.cam import CAM_METHODS
@@ -52,3 +53,48 @@ def test_the_pointing_game(demo_detector):
         assert result['boxes'] >= len(probes)
     for method in BOX_SPECIFIC:
         assert shares[method] >= 0.8, shares
+
+
+def test_head_score_maps_show_where_each_class_fires(demo_detector):
+    # YOLOv5's prediction convolutions, drawn per class: the class of the
+    # best box scores highest, and its map peaks inside that box.
+    model, probes = demo_detector
+    orchestrator = FeatmapOrchestrator(
+        ['bbox_head.head_module.convs_pred.*'],
+        DrawOptions(channel_reduction='class_topk', topk=3,
+                    arrangement=(1, 3), draw_pred=True))
+    hits = images = 0
+    for probe in probes:
+        maps, = orchestrator.fire(model, [probe])
+        best = maps.prediction.pred_instances
+        if not len(best) or float(best.scores.max()) < 0.3:
+            continue
+        top = int(best.scores.argmax())
+        label, box = int(best.labels[top]), best.bboxes[top].tolist()
+        # The level whose map of that class peaks highest.
+        layer = max(maps.layers, key=lambda item: float(
+            item.reduced.maps[item.reduced.channels.tolist().index(label)]
+            .max()) if label in item.reduced.channels.tolist() else -1)
+        assert layer.norm_range == (0.0, 1.0)
+        index = layer.reduced.channels.tolist().index(label)
+        peak = layer.reduced.maps[index]
+        y, x = divmod(int(peak.argmax()), peak.shape[1])
+        # Feature pixel centre -> original image pixels.
+        values = warp_point(probe.meta, peak.shape, (y, x))
+        images += 1
+        hits += int(box[0] <= values[1] <= box[2]
+                    and box[1] <= values[0] <= box[3])
+    assert images >= len(probes) // 2
+    assert hits / images >= 0.8, (hits, images)
+
+
+def warp_point(meta, feat_hw, yx):
+    """A feature pixel's centre in original image pixels."""
+    from mmfeatvis.probe.geometry import input_geometry
+    geo = input_geometry(meta)
+    out = []
+    for axis, offset in ((0, geo.top), (1, geo.left)):
+        stride = geo.input_hw[axis] / feat_hw[axis]
+        scale = geo.content_hw[axis] / geo.ori_hw[axis]
+        out.append(((yx[axis] + 0.5) * stride - offset) / scale)
+    return out

@@ -133,8 +133,10 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
         help='How channels become one map: select_max (the channel with the '
         'largest sum), squeeze_mean (channel mean), None (the --topk '
         'channels in an --arrangement grid); added: pca (3 principal '
-        'components as RGB), norm (L2 over channels), std. '
-        'Default: select_max.')
+        'components as RGB), norm (L2 over channels), std; for a head\'s '
+        "class branch (--target-layers 'bbox_head.*cls*'), class_max (the "
+        'highest class probability) and class_topk (the --topk classes '
+        'that fire most), on 0 to 1. Default: select_max.')
     parser.add_argument(
         '--topk',
         type=int,

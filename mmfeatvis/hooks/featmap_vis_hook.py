@@ -56,7 +56,11 @@ class FeatmapVisHook(Hook):
         by_epoch (bool): Count ``interval`` in epochs. Defaults to False.
         channel_reduction (str | None): ``'select_max'``, ``'squeeze_mean'``,
             ``'pca'``, ``'norm'``, ``'std'``, or None for the top-k channel
-            grid. Defaults to ``'select_max'``.
+            grid. For a head's class branch (``target_layers=
+            ['bbox_head.*cls*']``, or YOLOv5's ``convs_pred``),
+            ``'class_max'`` draws the highest class probability at each
+            position and ``'class_topk'`` the ``topk`` classes that fire
+            most, each on the range 0 to 1. Defaults to ``'select_max'``.
         topk (int): Channels in the grid when ``channel_reduction`` is None.
             Defaults to 4.
         arrangement (tuple[int, int]): Rows and columns of that grid.

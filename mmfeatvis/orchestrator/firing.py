@@ -31,6 +31,7 @@ from ..reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedFeatmap,
                       ReducedLayer, ValueRangeTracker, activation_stats_tensor,
                       content_only, device_results, measure_range_tensor,
                       range_floats, reduce_for_image, single_sample_layout)
+from ..reduce.classes import CLASS_REDUCTIONS, PROBABILITY_RANGE
 from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
                       fitted_arrangement, image_at, render_reduced)
 from ..write import stat_scalars, write_results, write_scalars
@@ -66,6 +67,8 @@ class FeatmapOrchestrator:
             if range_tracker is None else range_tracker)
         self.with_stats = with_stats
         self.layer_names: List[str] = []
+        # The model's classes, for a class branch's per-class maps.
+        self.num_classes: Optional[int] = None
         self._not_called: Dict[str, str] = {}
         self._reported: set = set()
         self._warned_cap = False
@@ -77,6 +80,7 @@ class FeatmapOrchestrator:
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
         self.layer_names = resolve_layers(model, self.target_layers)
+        self.num_classes = _num_classes(model)
         self._not_called = {
             layer: not_called_reason(model, layer)
             for layer in self.layer_names
@@ -315,10 +319,16 @@ class FeatmapOrchestrator:
             image_meta=probe.meta,
             image_hw=probe.image.shape[:2],
             layout=layout,
-            pca_reference=self._pca_bases.get(key))
+            pca_reference=self._pca_bases.get(key),
+            num_classes=self.num_classes)
         if reduced.basis is not None:
             # The next firing's components take their signs from these.
             self._pca_bases[key] = reduced.basis
+        stats = activation_stats_tensor(featmap) if with_stats else None
+        if opts.channel_reduction in CLASS_REDUCTIONS:
+            # Probabilities: always on their own scale, 0 to 1.
+            return DeviceLayer(layer, reduced, key, PROBABILITY_RANGE, None,
+                               stats, None)
         tracker = self.range_tracker
         observed = values = None
         if tracker.needs_measurement(key):
@@ -330,7 +340,6 @@ class FeatmapOrchestrator:
                 values = content.maps
         norm_range = tracker.update(key, observed, values)
         kept = tracker.to_settle(key)
-        stats = activation_stats_tensor(featmap) if with_stats else None
         return DeviceLayer(layer, reduced, key, norm_range, kept, stats,
                            tracker.was_reanchored(key))
 
@@ -518,7 +527,7 @@ class FeatmapOrchestrator:
                             logger='current',
                             level=logging.WARNING)
                 result.layer_images[item.layer] = self._render_layer(
-                    probe, item, background(scale))
+                    probe, item, background(scale), class_names)
             if overview_tile_side:
                 tile_scale = self._tile_scale(probe, item.reduced,
                                               overview_tile_side)
@@ -527,7 +536,8 @@ class FeatmapOrchestrator:
                     tile = result.layer_images[item.layer]
                 else:
                     tile = self._render_layer(probe, item,
-                                              background(tile_scale))
+                                              background(tile_scale),
+                                              class_names)
                 result.overview_tiles[item.layer] = tile
         return result
 
@@ -545,8 +555,12 @@ class FeatmapOrchestrator:
         height, width = probe.image.shape[:2]
         return min(1.0, side / max(height * rows, width * cols))
 
-    def _render_layer(self, probe: Probe, item: ReducedLayer,
-                      background: np.ndarray) -> np.ndarray:
+    def _render_layer(
+            self,
+            probe: Probe,
+            item: ReducedLayer,
+            background: np.ndarray,
+            class_names: Optional[Sequence[str]] = None) -> np.ndarray:
         opts = self.options
         return render_reduced(
             item.reduced,
@@ -556,7 +570,8 @@ class FeatmapOrchestrator:
             alpha=opts.alpha,
             colormap=opts.colormap,
             arrangement=self._grid(item.reduced),
-            image_meta=probe.meta)
+            image_meta=probe.meta,
+            class_names=class_names)
 
     def report_skipped(self, skipped: Dict[str, str]) -> None:
         """Warn about layers that are not drawn, once per layer."""
@@ -583,6 +598,17 @@ def _forward_key(model: nn.Module, probe: Probe) -> Hashable:
 
 def _to_host(sample: Any) -> Any:
     return sample.cpu() if hasattr(sample, 'cpu') else sample
+
+
+def _num_classes(model: nn.Module) -> Optional[int]:
+    """The classes of a model's head (``num_classes`` of its bbox or
+    decode head, or of the model), or None."""
+    for owner in (getattr(model, 'bbox_head', None),
+                  getattr(model, 'decode_head', None), model):
+        value = getattr(owner, 'num_classes', None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _is_detector(model: nn.Module) -> bool:

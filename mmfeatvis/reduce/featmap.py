@@ -15,11 +15,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from ..probe.geometry import content_region, input_geometry, meta_or_none
+from .classes import CLASS_REDUCTIONS, reduce_classes
 from .nonfinite import NonfiniteCounts, replace_nonfinite, sanitize_nonfinite
 from .threads import one_intraop_thread
 from .tokens import Featmap, to_chw
 
-CHANNEL_REDUCTIONS = ('squeeze_mean', 'select_max', 'pca', 'norm', 'std')
+CHANNEL_REDUCTIONS = ('squeeze_mean', 'select_max', 'pca', 'norm',
+                      'std') + CLASS_REDUCTIONS
 # Subspace iterations for PCA; plenty for the top 3 of real feature maps.
 _PCA_ITERS = 16
 
@@ -41,7 +43,8 @@ class ReducedFeatmap:
     Attributes:
         maps (torch.Tensor): Float32 maps of shape (K, h, w).
         channels (torch.Tensor, optional): Int64 channel index of each map
-            for 'select_max' and top-k selection, else None.
+            for 'select_max' and top-k selection (the class index for
+            'class_topk'), else None.
         mode (str): The reduction that made it: one of
             :data:`CHANNEL_REDUCTIONS`, 'topk' or 'image'.
         nonfinite (NonfiniteCounts, optional): NaN/Inf counts of the input
@@ -84,7 +87,7 @@ class ReducedFeatmap:
     @property
     def is_grid(self) -> bool:
         """Whether the maps are drawn as a grid of labelled tiles."""
-        return self.mode == 'topk'
+        return self.mode in ('topk', 'class_topk')
 
 
 def _resize_weights(n_in: int, n_out: int,
@@ -238,7 +241,8 @@ def reduce_featmap(
         grid_hw: Optional[Sequence[int]] = None,
         rank_hw: Optional[Sequence[int]] = None,
         content_region: Optional[Sequence[float]] = None,
-        pca_reference: Optional[torch.Tensor] = None) -> ReducedFeatmap:
+        pca_reference: Optional[torch.Tensor] = None,
+        num_classes: Optional[int] = None) -> ReducedFeatmap:
     """Reduce a feature map to the maps that get drawn, on its device.
 
     Args:
@@ -247,7 +251,9 @@ def reduce_featmap(
         channel_reduction (str, optional): 'squeeze_mean' (channel mean),
             'select_max' (the channel with the largest spatial sum), 'pca'
             (first 3 principal components as RGB), 'norm' (L2 over channels)
-            or 'std' (population std over channels). None keeps channels:
+            'std' (population std over channels), 'class_max' or
+            'class_topk' (a class branch's probabilities, see
+            :mod:`~mmfeatvis.reduce.classes`). None keeps channels:
             the top-k by spatial sum if topk > 0, else the 1- or 3-channel
             map itself. Defaults to 'squeeze_mean'.
         topk (int): Channels to keep when channel_reduction is None; more
@@ -260,6 +266,8 @@ def reduce_featmap(
         content_region (Sequence[float], optional): See
             :func:`channel_scores`.
         pca_reference (torch.Tensor, optional): See :func:`reduce_chw`.
+        num_classes (int, optional): The model's classes, for the class
+            reductions of an anchor-based head.
 
     Returns:
         ReducedFeatmap: The maps, still on the featmap's device.
@@ -272,7 +280,8 @@ def reduce_featmap(
         topk,
         rank_hw=rank_hw,
         content_region=content_region,
-        pca_reference=pca_reference)
+        pca_reference=pca_reference,
+        num_classes=num_classes)
 
 
 @one_intraop_thread
@@ -283,7 +292,8 @@ def reduce_chw(x: torch.Tensor,
                rank_hw: Optional[Sequence[int]] = None,
                content_region: Optional[Sequence[float]] = None,
                sync_free: Optional[bool] = None,
-               pca_reference: Optional[torch.Tensor] = None) -> ReducedFeatmap:
+               pca_reference: Optional[torch.Tensor] = None,
+               num_classes: Optional[int] = None) -> ReducedFeatmap:
     """:func:`reduce_featmap` for a tensor that :func:`to_chw` returned.
 
     NaN/Inf are handled here as in :func:`to_chw`, so ``to_chw(...,
@@ -309,6 +319,7 @@ def reduce_chw(x: torch.Tensor,
         pca_reference (torch.Tensor, optional): For 'pca', the ``basis``
             of an earlier reduction of the same layer, whose component
             signs are kept.
+        num_classes (int, optional): See :func:`reduce_featmap`.
 
     Returns:
         ReducedFeatmap: The maps, on x's device.
@@ -320,7 +331,8 @@ def reduce_chw(x: torch.Tensor,
             f'drawn as an image and needs 1 or 3 channels, got '
             f'{x.shape[0]}; set channel_reduction (one of '
             f'{CHANNEL_REDUCTIONS}) or topk > 0')
-    args = (channel_reduction, topk, rank_hw, content_region, pca_reference)
+    args = (channel_reduction, topk, rank_hw, content_region, pca_reference,
+            num_classes)
     if sync_free is None:
         sync_free = x.device.type != 'cpu'
     if sync_free:
@@ -349,10 +361,15 @@ def _reduce(
     topk: int,
     rank_hw: Optional[Sequence[int]],
     content_region: Optional[Sequence[float]],
-    pca_reference: Optional[torch.Tensor] = None
+    pca_reference: Optional[torch.Tensor] = None,
+    num_classes: Optional[int] = None
 ) -> Tuple[ReducedFeatmap, torch.Tensor]:
     """The reduction, and a small tensor that is non-finite if x is."""
     mode = channel_reduction
+    if channel_reduction in CLASS_REDUCTIONS:
+        maps, classes = reduce_classes(x, mode, topk, num_classes,
+                                       content_region)
+        return ReducedFeatmap(maps, classes, mode), maps
     if channel_reduction == 'squeeze_mean':
         maps = x.mean(dim=0, keepdim=True)
         return ReducedFeatmap(maps, None, mode), maps
@@ -386,7 +403,8 @@ def reduce_for_image(
         resize_shape: Optional[Sequence[int]] = None,
         layout: str = 'auto',
         grid_hw: Optional[Sequence[int]] = None,
-        pca_reference: Optional[torch.Tensor] = None) -> ReducedFeatmap:
+        pca_reference: Optional[torch.Tensor] = None,
+        num_classes: Optional[int] = None) -> ReducedFeatmap:
     """Reduce a map for drawing on an image, ranking only image content.
 
     With ``image_meta`` the token grid follows the network input and
@@ -408,6 +426,7 @@ def reduce_for_image(
         grid_hw (Sequence[int], optional): Token grid (h, w).
         pca_reference (torch.Tensor, optional): See
             :func:`~mmfeatvis.reduce.reduce_chw`.
+        num_classes (int, optional): See :func:`reduce_featmap`.
 
     Returns:
         ReducedFeatmap: Reduced maps, on the featmap's device.
@@ -431,7 +450,8 @@ def reduce_for_image(
         topk,
         rank_hw=rank_hw,
         content_region=region,
-        pca_reference=pca_reference)
+        pca_reference=pca_reference,
+        num_classes=num_classes)
 
 
 def content_only(reduced: ReducedFeatmap, meta: Dict[str,

@@ -81,6 +81,15 @@ def _warn_size_once(image_hw: Tuple[int, ...], feat_hw: Tuple[int,
         'padded, pass image_meta so padding is cut away first.')
 
 
+def _tile_label(mode: str, index: int,
+                class_names: Optional[Sequence[str]]) -> str:
+    if mode != 'class_topk':
+        return f'channel: {index}'
+    if class_names and 0 <= index < len(class_names):
+        return f'class {index}: {class_names[index]}'
+    return f'class {index}'
+
+
 def render_reduced(reduced: ReducedFeatmap,
                    overlaid_image: Optional[np.ndarray] = None,
                    *,
@@ -90,7 +99,8 @@ def render_reduced(reduced: ReducedFeatmap,
                    colormap: str = 'jet',
                    arrangement: Sequence[int] = (4, 5),
                    image_meta: Any = None,
-                   resize_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+                   resize_shape: Optional[Sequence[int]] = None,
+                   class_names: Optional[Sequence[str]] = None) -> np.ndarray:
     """Draw maps from :func:`~mmfeatvis.reduce.reduce_featmap`.
 
     Value ranges (percentiles) are computed on device; the small float
@@ -119,6 +129,8 @@ def render_reduced(reduced: ReducedFeatmap,
         resize_shape (Sequence[int], optional): Output (H, W). Defaults to
             the image size, else the original size from ``image_meta``,
             else the map size.
+        class_names (Sequence[str], optional): Names of the classes of a
+            'class_topk' grid's tiles.
 
     Returns:
         np.ndarray: RGB uint8 image; for a top-k grid of size
@@ -183,5 +195,5 @@ def render_reduced(reduced: ReducedFeatmap,
     for k, channel in enumerate(reduced.channels.tolist()):
         cell = grid_cell(canvas, k, cols, out_hw)
         blend(image, heat(k, tile_colour), alpha, out=cell)
-        draw_label(cell, f'channel: {channel}')
+        draw_label(cell, _tile_label(reduced.mode, channel, class_names))
     return canvas
