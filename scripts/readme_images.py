@@ -4,6 +4,8 @@ Run after ``make demo`` (``make readme-images`` does both in turn):
 
 - ``demo_hook_step0.jpg`` and ``demo_hook_final.jpg``: the hook's overview
   of the probe at the step-0 baseline and at the last firing;
+- ``demo_hook_cam.jpg``: the hook's CAMs of the probe at the last
+  firing;
 - ``demo_featvis_strip.jpg`` and ``demo_featvis_series.gif``: the
   checkpoint series of ``tools/featvis.py``;
 - ``demo_tensorboard.png``: TensorBoard's Images tab on the demo's run,
@@ -94,6 +96,8 @@ def main() -> None:
     copies = {
         steps[first]: 'demo_hook_step0.jpg',
         steps[last]: 'demo_hook_final.jpg',
+        steps[last].replace('_overview_', '_cam_layercam_'):
+        'demo_hook_cam.jpg',
     }
     series = sorted(glob.glob(osp.join(args.demo_dir, 'featvis', '*')))[0]
     copies[osp.join(series, 'series_strip.jpg')] = 'demo_featvis_strip.jpg'

@@ -157,3 +157,31 @@ def test_under_autocast_the_maps_are_upcast(model_and_probe, method):
         assert 0 <= panel.cam.min() and panel.cam.max() == pytest.approx(1)
         # bfloat16 keeps about 3 significant digits.
         assert np.abs(panel.cam - expected.cam).mean() < 0.05
+
+
+def test_a_kept_range_lets_maps_compare_across_firings(model_and_probe):
+    # With value_range='first' the first firing's peak stays the top of
+    # the scale: activations halved later draw at half strength, where
+    # each map's own peak ('per_image') would hide the change.
+    from mmfeatvis.reduce import ValueRangeTracker
+    model, probe = model_and_probe
+    firings = {}
+    for mode in ('first', 'per_image'):
+        orchestrator = CamOrchestrator(
+            CamOptions(target_layers=['stage'], classes=[0]),
+            ValueRangeTracker(mode))
+        first, = orchestrator.fire(model, [probe])
+        with torch.no_grad():
+            model.stage[0].weight.mul_(0.5)
+            model.stage[0].bias.mul_(0.5)
+        second, = orchestrator.fire(model, [probe])
+        with torch.no_grad():
+            model.stage[0].weight.mul_(2)
+            model.stage[0].bias.mul_(2)
+        firings[mode] = (first.panels[0].cam, second.panels[0].cam)
+    first, second = firings['first']
+    assert first.max() == pytest.approx(1)
+    # LayerCAM is linear in the activations (the head reads their mean).
+    assert second.max() == pytest.approx(0.5, abs=1e-3)
+    assert np.allclose(second, first / 2, atol=1e-3)
+    assert firings['per_image'][1].max() == pytest.approx(1)

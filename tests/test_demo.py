@@ -43,13 +43,16 @@ def test_demo_script_trains_and_draws(tmp_path):
     # 2 epochs of 2 iterations: the baseline and the final state (step 4),
     # also after validation (no duplicate).
     assert images['featvis/000000/overview'] == [0, 4]
+    assert images['featvis/000000/cam/layercam'] == [0, 4]
     assert 'coco/bbox_mAP' in scalars
     files = glob.glob(osp.join(run_dir, 'vis_image', 'featvis_000000_*'))
-    assert len(files) == 2 * 7  # 3 backbone + 3 neck maps + overview
+    # 3 backbone + 3 neck maps, the overview and the CAMs.
+    assert len(files) == 2 * 8
 
     # Every per-layer picture is readable: few pixels at either end of the
     # colour scale, and not flat.
-    layers = [p for p in files if 'overview' not in p]
+    layers = [p for p in files if 'overview' not in p and '_cam_' not in p]
+    assert len(layers) == 2 * 6
     for path in layers:
         image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
         measured = readability(image)
