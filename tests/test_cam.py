@@ -36,6 +36,19 @@ def _ours(model: nn.Module, x: torch.Tensor, method: str,
     ])
 
 
+def _one_sample(seed: int, target_class: int):
+    """A random input's activations at LAYER and the gradient of one
+    logit with respect to them, (C, H, W) each."""
+    model = _classifier()
+    x = torch.randn(1, 3, 32, 32,
+                    generator=torch.Generator().manual_seed(seed))
+    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
+        logits = model(x)
+        a = capture.pop_features()[LAYER]
+    g, = torch.autograd.grad(logits[0, target_class], a)
+    return a[0], g[0]
+
+
 @pytest.mark.parametrize('ours,theirs', [('gradcam', 'GradCAM'),
                                          ('layercam', 'LayerCAM')])
 @pytest.mark.parametrize('target_class', [0, 3])
@@ -53,13 +66,8 @@ def test_equals_torchcam(ours, theirs, target_class):
 def test_gradcam_plus_plus_follows_its_definition():
     # TorchCAM 0.5's GradCAM++ divides a copy (its alpha ends up G^2), so
     # it is checked against the paper's eq. 19, written out per element.
-    model = _classifier()
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
-    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
-        logits = model(x)
-        a = capture.pop_features()[LAYER]
-    g, = torch.autograd.grad(logits[0, 2], a)
-    a, g = a[0].double(), g[0].double()
+    a, g = _one_sample(seed=2, target_class=2)
+    a, g = a.double(), g.double()
     weights = torch.zeros(a.shape[0], dtype=torch.float64)
     for c in range(a.shape[0]):
         for i in range(a.shape[1]):
@@ -110,13 +118,7 @@ def test_hirescam_weighs_each_position_by_its_own_gradient():
     # TorchCAM has no HiResCAM: its definition (Draelos and Carin 2020),
     # sum_c G * A per position, and what sets it apart from LayerCAM, which
     # drops negative gradients.
-    model = _classifier()
-    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
-    with FeatureCapture(model, [LAYER], keep=lambda out: out) as capture:
-        logits = model(x)
-        a = capture.pop_features()[LAYER]
-    g, = torch.autograd.grad(logits[0, 1], a)
-    a, g = a[0], g[0]
+    a, g = _one_sample(seed=4, target_class=1)
     expected = torch.relu(
         torch.stack([(g[:, i, j] * a[:, i, j]).sum() for i in range(16)
                      for j in range(16)]).reshape(16, 16))

@@ -59,6 +59,8 @@ class CamOrchestrator:
         self.rule: Optional[TargetRule] = None
         # Captured outputs that no target depends on (found at check).
         self._left_out: Set[str] = set()
+        # Whether the model's backward can be batched over targets.
+        self._batch_gradients = True
 
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers and the target rule on ``model``.
@@ -180,7 +182,9 @@ class CamOrchestrator:
         names = list(activations)
         live = [activations[n] for n in names]
         cams = []
-        for grads in _target_gradients([t.score for t in targets], live):
+        found, self._batch_gradients = _target_gradients(
+            [t.score for t in targets], live, self._batch_gradients)
+        for grads in found:
             cams.append({
                 name: class_activation_map(
                     method, value[0],
@@ -269,11 +273,19 @@ GRADIENT_BATCH = 8
 
 
 def _target_gradients(
-        scores: List[torch.Tensor], live: Sequence[torch.Tensor]
-) -> List[Tuple[Optional[torch.Tensor], ...]]:
+    scores: List[torch.Tensor],
+    live: Sequence[torch.Tensor],
+    batch: bool = True
+) -> Tuple[List[Tuple[Optional[torch.Tensor], ...]], bool]:
     """d score / d each of ``live``, for every score: one backward pass
     per :data:`GRADIENT_BATCH` targets (``is_grads_batched``), or one per
-    target where the model has an operation autograd cannot batch."""
+    target where the model has an operation autograd cannot batch (such as
+    mmcv's RoIAlign) or ``batch`` is False.
+
+    Returns:
+        tuple: The gradients per score, and whether batching worked (False
+        once it failed: the caller need not try again).
+    """
     wanted = [i for i, value in enumerate(live) if value.requires_grad]
     found: List[Tuple[Optional[torch.Tensor], ...]] = []
     for start in range(0, len(scores), GRADIENT_BATCH):
@@ -281,18 +293,20 @@ def _target_gradients(
         last = start + GRADIENT_BATCH >= len(scores)
         stacked = torch.stack(chunk)
         batched = None
-        if wanted and stacked.requires_grad and len(chunk) > 1:
+        if batch and wanted and stacked.requires_grad and len(chunk) > 1:
             try:
                 batched = torch.autograd.grad(
                     stacked, [live[i] for i in wanted],
                     grad_outputs=torch.eye(
                         len(chunk), dtype=stacked.dtype,
                         device=stacked.device),
-                    retain_graph=not last,
+                    # Kept: a pass that fails half-way must leave the
+                    # graph for the passes one by one.
+                    retain_graph=True,
                     allow_unused=True,
                     is_grads_batched=True)
             except RuntimeError:  # no batching rule: one pass each
-                batched = None
+                batch = False
         if batched is None:
             found.extend(
                 _grads_of(score, live,
@@ -304,7 +318,7 @@ def _target_gradients(
             for i, grad in zip(wanted, batched):
                 grads[i] = None if grad is None else grad[row]
             found.append(tuple(grads))
-    return found
+    return found, batch
 
 
 def _grads_of(score: torch.Tensor,
