@@ -140,13 +140,17 @@ def test_test_run_draws_the_probe_and_every_sample(tmp_path, shapes,
                                                    trained, monkeypatch):
     monkeypatch.setenv('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
     runner = _eval_runner(shapes, str(tmp_path), trained,
-                          test_samples='all')
+                          test_samples='all',
+                          cam=dict(method='hirescam', score_thr=0.0))
     runner.test()
     images, _ = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
     probe = [t for t in images if t.endswith('/overview')
              and not t.startswith('featvis/test_')]
-    # The probe once, at the checkpoint's iteration.
+    # The probe once, at the checkpoint's iteration, with its CAMs (the
+    # test loop's no_grad does not reach them).
     assert len(probe) == 1 and images[probe[0]] == [4]
+    cam = probe[0].replace('/overview', '/cam/hirescam')
+    assert images[cam] == [4]
     for index in range(4):
         assert images[f'featvis/test_{index}/overview'] == [4]
     # A test run never builds the training loop (its data set).
