@@ -7,9 +7,9 @@ medians over ``--repeats``, each call between device synchronisations:
   (``mode='predict'`` for mmyolo's detector, its boxes and NMS included);
 - cam: :meth:`CamOrchestrator.fire` as the hook calls it on the training
   thread: the forward with gradients, the targets (a detector's kept
-  boxes tied to their priors), one backward per target down to the target
-  layers, the maps computed and fused, and the small result copied to the
-  host;
+  boxes tied to their priors), one batched backward pass for up to 16
+  targets down to the target layers, every layer's maps of all targets
+  computed at once and fused, and the small result copied to the host;
 - render: drawing that result (the hook's writer thread; timed apart).
 
 Models:

@@ -57,12 +57,12 @@ def class_activation_map(method: str,
         activations (torch.Tensor): (C, H, W) layer output (detached or
             not; the result is detached).
         gradients (torch.Tensor, optional): (C, H, W) gradient of the
-            target score with respect to ``activations``; needed by
-            :data:`GRADIENT_METHODS`.
+            target score with respect to ``activations``, or (K, C, H, W)
+            for K targets at once; needed by :data:`GRADIENT_METHODS`.
 
     Returns:
         torch.Tensor: (H, W) float32 map, >= 0, on the activations'
-        device.
+        device; (K, H, W) for K targets' gradients.
     """
     check_cam_method(method)
     with full_precision(activations.device):
@@ -87,16 +87,17 @@ def _class_activation_map(method: str, activations: torch.Tensor,
         raise ValueError(f'{method!r} needs the gradients of the target '
                          'score; only eigencam works without.')
     g = gradients.detach().float()
-    if g.shape != a.shape:
+    if g.shape[-3:] != a.shape or g.ndim > 4:
         raise ValueError(f'gradients {tuple(g.shape)} do not match the '
                          f'activations {tuple(a.shape)}')
+    # Dimensions from the end: a leading dimension of targets broadcasts.
     if method == 'gradcam':
-        weights = g.mean(dim=(1, 2), keepdim=True)
-        return torch.relu((weights * a).sum(0))
+        weights = g.mean(dim=(-2, -1), keepdim=True)
+        return torch.relu((weights * a).sum(-3))
     if method == 'layercam':
-        return torch.relu((torch.relu(g) * a).sum(0))
+        return torch.relu((torch.relu(g) * a).sum(-3))
     if method == 'hirescam':
-        return torch.relu((g * a).sum(0))
+        return torch.relu((g * a).sum(-3))
     g2 = g.square()
     denominator = 2 * g2 + a.sum(dim=(1, 2), keepdim=True) * g2 * g
     # No epsilon: gradients of a score are often ~1e-3, whose square an
@@ -104,8 +105,8 @@ def _class_activation_map(method: str, activations: torch.Tensor,
     nonzero = denominator != 0
     alpha = torch.where(nonzero, g2 / torch.where(nonzero, denominator, 1),
                         torch.zeros_like(g))
-    weights = (alpha * torch.relu(g)).sum(dim=(1, 2), keepdim=True)
-    return torch.relu((weights * a).sum(0))
+    weights = (alpha * torch.relu(g)).sum(dim=(-2, -1), keepdim=True)
+    return torch.relu((weights * a).sum(-3))
 
 
 def _eigen_cam(a: torch.Tensor) -> torch.Tensor:
@@ -148,7 +149,8 @@ def content_slices(meta: Any, hw: Sequence[int]) -> Tuple[slice, slice]:
 
 
 def content_peak(cam: torch.Tensor, meta: Any) -> torch.Tensor:
-    """A map's maximum over the image content (0-d)."""
+    """A map's maximum over the image content: 0-d for an (h, w) map,
+    (K,) for K maps."""
     rows, cols = content_slices(meta, cam.shape[-2:])
     return cam[..., rows, cols].amax(dim=(-2, -1))
 
@@ -156,7 +158,8 @@ def content_peak(cam: torch.Tensor, meta: Any) -> torch.Tensor:
 def fuse_layers(cams: Sequence[torch.Tensor],
                 meta: Any,
                 peaks: Optional[Sequence[Any]] = None) -> torch.Tensor:
-    """Several layers' maps of one target as one (h, w) map in [0, 1].
+    """Several layers' maps of one target as one (h, w) map in [0, 1]
+    (or of K targets at once, (K, h_i, w_i) each).
 
     Each map is scaled by its peak (its own maximum over the image
     content, or a kept value in ``peaks``) and brought to the finest
@@ -166,14 +169,15 @@ def fuse_layers(cams: Sequence[torch.Tensor],
     gradient there) adds nothing.
 
     Args:
-        cams (Sequence[torch.Tensor]): (h_i, w_i) maps, >= 0, all over the
-            same network input.
+        cams (Sequence[torch.Tensor]): (h_i, w_i) or (K, h_i, w_i) maps,
+            >= 0, all over the same network input.
         meta (dict): The probe's metainfo (where the content lies).
         peaks (Sequence, optional): The value that reads as 1 for each
-            map; None: each map's own peak.
+            layer's maps; None: each map's own peak.
 
     Returns:
-        torch.Tensor: (h, w) float32, at the largest map's size.
+        torch.Tensor: (h, w) or (K, h, w) float32, at the largest map's
+        size.
     """
     if not cams:
         raise ValueError('fuse_layers needs at least one map')
@@ -189,10 +193,11 @@ def _fused(cams: Sequence[torch.Tensor], meta: Any,
     for i, cam in enumerate(cams):
         peak = content_peak(cam, meta) if peaks is None else peaks[i]
         scaled = _scaled(cam, peak)
-        if tuple(scaled.shape) != size:
+        if tuple(scaled.shape[-2:]) != size:
+            batch = scaled.reshape(-1, 1, *scaled.shape[-2:])
             scaled = torch.nn.functional.interpolate(
-                scaled[None, None], size=size, mode='bilinear',
-                align_corners=False)[0, 0]
+                batch, size=size, mode='bilinear',
+                align_corners=False).reshape(*scaled.shape[:-2], *size)
         fused = scaled if fused is None else torch.maximum(fused, scaled)
     if peaks is None:
         # Upsampling lowers a coarse map's peak: its own peak reads as 1.
@@ -205,6 +210,8 @@ def _scaled(cam: torch.Tensor, peak: Any) -> torch.Tensor:
     positive (no signal over the image content: the padding's values
     must not become the picture)."""
     peak = torch.as_tensor(peak, dtype=cam.dtype, device=cam.device)
+    if peak.ndim:  # one peak per map of a batch
+        peak = peak[..., None, None]
     positive = peak > 0
     return torch.where(positive, cam / torch.where(positive, peak, 1),
                        torch.zeros_like(cam)).clamp(0, 1)

@@ -169,42 +169,39 @@ class CamOrchestrator:
                 level=logging.WARNING)
 
     def _layer_cams(self, activations: Dict[str, torch.Tensor],
-                    targets: List[CamTarget]) -> List[Dict[str, torch.Tensor]]:
-        """Per target, each layer's raw map (zero where no gradient of the
-        target reaches the layer: a box of another pyramid level)."""
+                    targets: List[CamTarget]) -> Dict[str, torch.Tensor]:
+        """Each layer's raw maps of all targets, (K, h, w), computed for
+        the K targets at once (zero where no gradient of a target reaches
+        the layer: a box of another pyramid level)."""
         method = self.options.method
+        count = len(targets)
         if method not in GRADIENT_METHODS:
-            shared = {
-                name: class_activation_map(method, value[0])
+            return {
+                name: class_activation_map(method, value[0]).expand(
+                    count, *value.shape[-2:])
                 for name, value in activations.items()
             }
-            return [shared for _ in targets]
         names = list(activations)
         live = [activations[n] for n in names]
-        cams = []
-        found, self._batch_gradients = _target_gradients(
+        grads, self._batch_gradients = _target_gradients(
             [t.score for t in targets], live, self._batch_gradients)
-        for grads in found:
-            cams.append({
-                name: class_activation_map(
-                    method, value[0],
-                    torch.zeros_like(value[0]) if grad is None else grad[0])
-                for name, value, grad in zip(names, live, grads)
-            })
-        return cams
+        return {
+            name: class_activation_map(
+                method, value[0],
+                value.new_zeros(count, *value.shape[1:])
+                if grad is None else grad)
+            for name, value, grad in zip(names, live, grads)
+        }
 
-    def _fused(self, probe: Probe, layer_cams: List[Dict[str, torch.Tensor]],
+    def _fused(self, probe: Probe, layer_cams: Dict[str, torch.Tensor],
                targets: List[CamTarget]) -> List[CamPanel]:
         peaks = self._kept_peaks(probe, layer_cams)
-        fused = []
-        for cams in layer_cams:
-            names = list(cams)
-            fused.append(
-                fuse_layers([cams[n] for n in names], probe.meta,
+        names = list(layer_cams)
+        fused = fuse_layers([layer_cams[n] for n in names], probe.meta,
                             None if peaks is None else
-                            [peaks[n] for n in names]))
+                            [peaks[n] for n in names])
         # One copy to the host for all targets.
-        host = torch.stack(fused).detach().float().cpu().numpy()
+        host = fused.detach().float().cpu().numpy()
         return [
             CamPanel(cam, target.title, list(target.boxes))
             for cam, target in zip(host, targets)
@@ -212,17 +209,15 @@ class CamOrchestrator:
 
     def _kept_peaks(
             self, probe: Probe,
-            layer_cams: List[Dict[str, torch.Tensor]]
-    ) -> Optional[Dict[str, float]]:
+            layer_cams: Dict[str, torch.Tensor]) -> Optional[Dict[str, float]]:
         """Each layer's peak under a kept range policy; None: each map
         its own."""
         tracker = self.range_tracker
         if tracker is None or tracker.mode not in _KEPT_MODES:
             return None
         peaks = {}
-        for name in layer_cams[0]:
+        for name, values in layer_cams.items():
             key = (probe.name, 'cam', self.options.method, name)
-            values = torch.stack([cams[name] for cams in layer_cams])
             observed = (0.0, float(content_peak(values, probe.meta).max()))
             kept = tracker.update(
                 key, observed if tracker.needs_measurement(key) else None,
@@ -269,25 +264,29 @@ class CamOrchestrator:
 
 
 #: Targets whose gradients one batched backward pass computes.
-GRADIENT_BATCH = 8
+GRADIENT_BATCH = 16
 
 
 def _target_gradients(
     scores: List[torch.Tensor],
     live: Sequence[torch.Tensor],
     batch: bool = True
-) -> Tuple[List[Tuple[Optional[torch.Tensor], ...]], bool]:
+) -> Tuple[List[Optional[torch.Tensor]], bool]:
     """d score / d each of ``live``, for every score: one backward pass
     per :data:`GRADIENT_BATCH` targets (``is_grads_batched``), or one per
     target where the model has an operation autograd cannot batch (such as
     mmcv's RoIAlign) or ``batch`` is False.
 
     Returns:
-        tuple: The gradients per score, and whether batching worked (False
-        once it failed: the caller need not try again).
+        tuple: For each of ``live``, the gradients of all scores stacked,
+        (K, *shape without the batch of one), zero for a score that does
+        not depend on it, or None when none does; and whether batching
+        worked (False once it failed: the caller need not try again).
     """
     wanted = [i for i, value in enumerate(live) if value.requires_grad]
-    found: List[Tuple[Optional[torch.Tensor], ...]] = []
+    # Per input: (rows, gradient or None) of each pass.
+    parts: List[List[Tuple[int, Optional[torch.Tensor]]]]
+    parts = [[] for _ in live]
     for start in range(0, len(scores), GRADIENT_BATCH):
         chunk = scores[start:start + GRADIENT_BATCH]
         last = start + GRADIENT_BATCH >= len(scores)
@@ -307,18 +306,31 @@ def _target_gradients(
                     is_grads_batched=True)
             except RuntimeError:  # no batching rule: one pass each
                 batch = False
-        if batched is None:
-            found.extend(
-                _grads_of(score, live,
-                          retain=not (last and i == len(chunk) - 1))
-                for i, score in enumerate(chunk))
-            continue
-        for row in range(len(chunk)):
-            grads: List[Optional[torch.Tensor]] = [None] * len(live)
+        if batched is not None:
             for i, grad in zip(wanted, batched):
-                grads[i] = None if grad is None else grad[row]
-            found.append(tuple(grads))
-    return found, batch
+                parts[i].append(
+                    (len(chunk), None if grad is None else grad[:, 0]))
+            for i in set(range(len(live))) - set(wanted):
+                parts[i].append((len(chunk), None))
+            continue
+        for k, score in enumerate(chunk):
+            one = _grads_of(score, live,
+                            retain=not (last and k == len(chunk) - 1))
+            for i, grad in enumerate(one):
+                parts[i].append((1, None if grad is None else grad[0][None]))
+    return [_stacked(own, value) for own, value in zip(parts, live)], batch
+
+
+def _stacked(parts: List[Tuple[int, Optional[torch.Tensor]]],
+             value: torch.Tensor) -> Optional[torch.Tensor]:
+    """The passes' gradients as one (K, ...) tensor, zeros for the rows
+    of a pass that did not reach ``value``; None where no pass did."""
+    if all(grad is None for _, grad in parts):
+        return None
+    return torch.cat([
+        value.new_zeros(rows, *value.shape[1:]) if grad is None else grad
+        for rows, grad in parts
+    ])
 
 
 def _grads_of(score: torch.Tensor,
