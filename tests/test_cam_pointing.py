@@ -12,6 +12,7 @@ from mmfeatvis.orchestrator import FeatmapOrchestrator
 from mmfeatvis.orchestrator.cam import CamOrchestrator
 from mmfeatvis.probe import ProbeBuilder
 from mmfeatvis.reduce.cam import CAM_METHODS
+from mmfeatvis.render.cam import cam_values
 from mmfeatvis.testing import make_shapes_dataset, pointing_game
 
 # Trains the demo's detector (10 epochs on 128 images, about a minute).
@@ -53,6 +54,26 @@ def test_the_pointing_game(demo_detector):
         assert result['boxes'] >= len(probes)
     for method in BOX_SPECIFIC:
         assert shares[method] >= 0.8, shares
+
+
+@pytest.mark.parametrize('method', BOX_SPECIFIC)
+def test_the_box_maps_are_readable(demo_detector, method):
+    # Over the image, each box's map reaches the top of the scale on
+    # a spot, not on a saturated blob, and shows a region, not a pixel.
+    model, probes = demo_detector
+    orchestrator = CamOrchestrator(CamOptions(method=method, topk=100))
+    panels = 0
+    for probe in probes[:8]:
+        cams, = orchestrator.fire(model, [probe])
+        for panel in cams.panels:
+            values = cam_values(panel, probe.meta, probe.image.shape[:2],
+                                1.0)
+            panels += 1
+            # Warped bilinearly, so a little under the map's own peak.
+            assert values.max() >= 0.9
+            assert (values >= 0.95).mean() <= 0.05
+            assert (values >= 0.25).sum() >= 20
+    assert panels >= 8
 
 
 def test_head_score_maps_show_where_each_class_fires(demo_detector):
