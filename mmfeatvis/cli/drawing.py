@@ -150,26 +150,30 @@ class SeriesDrawer:
             advance (callable): Called with the number of images done, for
                 a progress bar.
         """
-        tracker = self.orchestrator.range_tracker
         # One checkpoint needs no look-ahead: draw image by image.
         chunk = CHUNK if len(self.checkpoints) > 1 else 1
         for start in range(0, len(items), chunk):
             batch = items[start:start + chunk]
             prepared = self._probes(batch)
             if prepared:
-                if isinstance(tracker, SeriesRanges):
-                    tracker.start_recording()
-                reduced = self._reduce([probe for _, probe in prepared])
-                if isinstance(tracker, SeriesRanges):
-                    tracker.apply([m for row in reduced for m in row])
-                for index, (item, _) in enumerate(prepared):
-                    emit(
-                        Drawn(item, [
-                            self.orchestrator.render(row[index],
-                                                     self.class_names)
-                            for row in reduced
-                        ]))
+                for drawn in self._drawn(prepared):
+                    emit(drawn)
             advance(len(batch))
+
+    def _drawn(self, prepared: List[Tuple[ImageItem, Probe]]) -> List[Drawn]:
+        """The pictures of a chunk's images, for every checkpoint."""
+        tracker = self.orchestrator.range_tracker
+        if isinstance(tracker, SeriesRanges):
+            tracker.start_recording()
+        reduced = self._reduce([probe for _, probe in prepared])
+        if isinstance(tracker, SeriesRanges):
+            tracker.apply([m for row in reduced for m in row])
+        return [
+            Drawn(item, [
+                self.orchestrator.render(row[index], self.class_names)
+                for row in reduced
+            ]) for index, (item, _) in enumerate(prepared)
+        ]
 
 
 class CamSeriesDrawer(SeriesDrawer):
@@ -187,37 +191,30 @@ class CamSeriesDrawer(SeriesDrawer):
         super().__init__(model, None, **kwargs)
         self.cam = cam
 
-    def run(self,
-            items: Sequence[ImageItem],
-            emit: Callable[[Drawn], None],
-            advance: Callable[[int], None] = lambda n: None) -> None:
-        """Draw every image and hand each to ``emit`` (see
-        :meth:`SeriesDrawer.run`)."""
-        chunk = CHUNK if len(self.checkpoints) > 1 else 1
-        for start in range(0, len(items), chunk):
-            batch = items[start:start + chunk]
-            prepared = self._probes(batch)
-            pictures: List[List[np.ndarray]] = [[] for _ in prepared]
-            for checkpoint in self.checkpoints if prepared else ():
-                self._load(checkpoint)
-                for index, (_, probe) in enumerate(prepared):
-                    try:
-                        cams, = self.cam.fire(self.model, [probe],
-                                              self.class_names)
-                    except Exception as error:
-                        raise RunError(
-                            f'the CAMs of {probe.source} failed with '
-                            f'checkpoint {checkpoint!r}: '
-                            f'{type(error).__name__}: {error}') from error
-                    if cams.note:
-                        print_log(
-                            f'{probe.source} with {checkpoint}: '
-                            f'{cams.note}, nothing to explain (a lower '
-                            '--score-thr explains weaker boxes).',
-                            logger='current',
-                            level=logging.WARNING)
-                    pictures[index].append(
-                        self.cam.render(cams, self.class_names))
-            for (item, _), drawn in zip(prepared, pictures):
-                emit(Drawn(item, pictures=drawn))
-            advance(len(batch))
+    def _drawn(self, prepared: List[Tuple[ImageItem, Probe]]) -> List[Drawn]:
+        """Each image's CAM picture for every checkpoint."""
+        pictures: List[List[np.ndarray]] = [[] for _ in prepared]
+        for checkpoint in self.checkpoints:
+            self._load(checkpoint)
+            for index, (_, probe) in enumerate(prepared):
+                try:
+                    cams, = self.cam.fire(self.model, [probe],
+                                          self.class_names)
+                except Exception as error:
+                    raise RunError(
+                        f'the CAMs of {probe.source} failed with '
+                        f'checkpoint {checkpoint!r}: '
+                        f'{type(error).__name__}: {error}') from error
+                if cams.note:
+                    print_log(
+                        f'{probe.source} with {checkpoint}: {cams.note}, '
+                        'nothing to explain (a lower --score-thr explains '
+                        'weaker boxes).',
+                        logger='current',
+                        level=logging.WARNING)
+                pictures[index].append(
+                    self.cam.render(cams, self.class_names))
+        return [
+            Drawn(item, pictures=drawn)
+            for (item, _), drawn in zip(prepared, pictures)
+        ]

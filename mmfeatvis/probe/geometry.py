@@ -9,6 +9,7 @@ padding in network-input pixels) and ``scale_factor`` (w, h).
 Both the reduce stage (ranking channels over the content) and the render
 stage (cutting the padding off) read it from here.
 """
+import math
 from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 
@@ -102,6 +103,25 @@ def content_region(
     sx = geo.input_hw[1] / feat_hw[1]
     return (geo.top / sy, (geo.top + geo.content_hw[0]) / sy, geo.left / sx,
             (geo.left + geo.content_hw[1]) / sx)
+
+
+def region_slices(region: Sequence[float],
+                  hw: Sequence[int]) -> Tuple[slice, slice]:
+    """Rows and columns of an (h, w) map that a fractional ``(y0, y1, x0,
+    x1)`` region touches, rounded outwards (keeping all of it, and at most
+    one pixel of the rest per side) and clipped to the map."""
+    y0, y1, x0, x1 = region
+    eps = 1e-6  # float noise must not add a row
+    return (slice(max(0, math.floor(y0 + eps)),
+                  min(int(hw[0]), math.ceil(y1 - eps))),
+            slice(max(0, math.floor(x0 + eps)),
+                  min(int(hw[1]), math.ceil(x1 - eps))))
+
+
+def content_slices(meta: Any, hw: Sequence[int]) -> Tuple[slice, slice]:
+    """Rows and columns of an (h, w) map in the network input's geometry
+    that touch image content (see :func:`region_slices`)."""
+    return region_slices(content_region(meta, hw), hw)
 
 
 def meta_or_none(image_meta: Any) -> Any:

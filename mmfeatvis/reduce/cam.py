@@ -22,7 +22,6 @@ normalised:
   component, its sign chosen so that the map follows the activations'
   channel mean; ReLU'd.
 """
-import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from ..probe import Probe
-from ..probe.geometry import content_region
+from ..probe.geometry import content_slices
 from .featmap import top_eigh
 
 CAM_METHODS = ('gradcam', 'gradcam++', 'layercam', 'hirescam', 'eigencam')
@@ -134,18 +133,6 @@ def normalized(cam: torch.Tensor) -> torch.Tensor:
     low = cam.amin(dim=(-2, -1), keepdim=True)
     shifted = cam - low
     return shifted / (shifted.amax(dim=(-2, -1), keepdim=True) + 1e-8)
-
-
-def content_slices(meta: Any, hw: Sequence[int]) -> Tuple[slice, slice]:
-    """Rows and columns of an (h, w) map in the network input's geometry
-    that cover image content (letterbox and batch padding cut), rounded
-    outwards."""
-    y0, y1, x0, x1 = content_region(meta, hw)
-    eps = 1e-6
-    return (slice(max(0, math.floor(y0 + eps)),
-                  min(int(hw[0]), math.ceil(y1 - eps))),
-            slice(max(0, math.floor(x0 + eps)),
-                  min(int(hw[1]), math.ceil(x1 - eps))))
 
 
 def content_peak(cam: torch.Tensor, meta: Any) -> torch.Tensor:

@@ -7,10 +7,11 @@ logit); ``'class_topk'`` draws, in a grid, the probability maps of the
 ``topk`` classes whose peak over the image content is highest. Both are
 probabilities, drawn on the fixed range 0 to 1.
 """
-import math
 from typing import Optional, Sequence, Tuple
 
 import torch
+
+from ..probe.geometry import region_slices
 
 CLASS_REDUCTIONS = ('class_max', 'class_topk')
 # YOLO heads have 3 anchors per position, RetinaNet's 9.
@@ -69,9 +70,7 @@ def reduce_classes(
         return probabilities.amax(0, keepdim=True), None
     content = probabilities
     if content_region is not None:
-        y0, y1, x0, x1 = content_region
-        rows = slice(max(0, math.floor(y0)), math.ceil(y1))
-        cols = slice(max(0, math.floor(x0)), math.ceil(x1))
+        rows, cols = region_slices(content_region, probabilities.shape[1:])
         if probabilities[:, rows, cols].numel():
             content = probabilities[:, rows, cols]
     peaks = content.flatten(1).amax(1)

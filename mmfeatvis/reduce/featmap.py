@@ -8,13 +8,13 @@ except in 'pca' (an eigensolver) and the first use of a resize size.
 """
 import dataclasses
 import functools
-import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from ..probe.geometry import content_region, input_geometry, meta_or_none
+from ..probe.geometry import (content_region, content_slices, input_geometry,
+                              meta_or_none)
 from .classes import CLASS_REDUCTIONS, reduce_classes
 from .nonfinite import NonfiniteCounts, replace_nonfinite, sanitize_nonfinite
 from .threads import one_intraop_thread
@@ -460,10 +460,8 @@ def content_only(reduced: ReducedFeatmap, meta: Dict[str,
     the padding's values would otherwise stretch."""
     if not meta or 'batch_input_shape' not in meta:
         return reduced
-    y0, y1, x0, x1 = content_region(meta, reduced.hw)
-    maps = reduced.maps[:,
-                        math.floor(y0):math.ceil(y1),
-                        math.floor(x0):math.ceil(x1)]
+    rows, cols = content_slices(meta, reduced.hw)
+    maps = reduced.maps[:, rows, cols]
     return dataclasses.replace(reduced, maps=maps) if maps.numel() else reduced
 
 

@@ -1,13 +1,12 @@
 """How a feature map lines up with the original image: the padding cut
 off, the rest warped onto the image (geometry from
 :mod:`mmfeatvis.probe.geometry`)."""
-import math
 from typing import Any, Optional, Sequence
 
 import cv2
 import numpy as np
 
-from ..probe.geometry import content_region, input_geometry
+from ..probe.geometry import content_slices, input_geometry
 
 
 def crop_to_content(map_hw: np.ndarray, meta: Any) -> np.ndarray:
@@ -24,11 +23,7 @@ def crop_to_content(map_hw: np.ndarray, meta: Any) -> np.ndarray:
     Returns:
         np.ndarray: A view of the cropped map.
     """
-    h, w = map_hw.shape[:2]
-    y0, y1, x0, x1 = content_region(meta, (h, w))
-    eps = 1e-6
-    rows = slice(max(0, math.floor(y0 + eps)), min(h, math.ceil(y1 - eps)))
-    cols = slice(max(0, math.floor(x0 + eps)), min(w, math.ceil(x1 - eps)))
+    rows, cols = content_slices(meta, map_hw.shape[:2])
     return map_hw[rows, cols]
 
 

@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .boxes import draw_detections
+from .boxes import box_thickness, class_name, draw_box, draw_detections
 
 MATCH_IOU = 0.5
 MATCHED = (60, 220, 60)
@@ -87,16 +87,6 @@ def detection_summary(matched_pred: np.ndarray,
             f'{len(matched_true) - found} missed)')
 
 
-def _box(canvas: np.ndarray, box: Sequence[float], colour: Tuple[int, ...],
-         thickness: int, text: str = '') -> None:
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-    if text:
-        cv2.putText(canvas, text, (x1, max(y1 - 3, 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
-                    thickness, cv2.LINE_AA)
-
-
 def caption(canvas: np.ndarray, text: str) -> None:
     """Write ``text`` in the top-left corner, white on a dark band, small
     enough to fit the image's width."""
@@ -109,12 +99,6 @@ def caption(canvas: np.ndarray, text: str) -> None:
     band[:] = band // 3
     cv2.putText(canvas, text, (4, height + 3), cv2.FONT_HERSHEY_SIMPLEX,
                 scale, (255, 255, 255), 1, cv2.LINE_AA)
-
-
-def _name(label: int, class_names: Optional[Sequence[str]]) -> str:
-    if class_names and 0 <= label < len(class_names):
-        return str(class_names[label])
-    return str(label)
 
 
 def draw_detection_errors(image: np.ndarray,
@@ -135,14 +119,14 @@ def draw_detection_errors(image: np.ndarray,
     hit, found = match_detections(boxes, scores, labels, true_boxes,
                                   true_labels)
     canvas = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
+    thickness = box_thickness(image)
     for box, label, was_found in zip(true_boxes, true_labels, found):
         if not was_found:
-            _box(canvas, box * scale, MISSED, thickness,
-                 f'missed {_name(label, class_names)}')
+            draw_box(canvas, box * scale, MISSED, thickness,
+                     f'missed {class_name(label, class_names)}')
     for box, score, label, was_hit in zip(boxes, scores, labels, hit):
-        _box(canvas, box * scale, MATCHED if was_hit else FALSE_POSITIVE,
-             thickness, f'{_name(label, class_names)} {score:.2f}')
+        draw_box(canvas, box * scale, MATCHED if was_hit else FALSE_POSITIVE,
+                 thickness, f'{class_name(label, class_names)} {score:.2f}')
     caption(canvas, detection_summary(hit, found))
     return canvas
 

@@ -1,5 +1,5 @@
 """Detector predictions drawn under the maps, as MMYOLO's demo does."""
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -8,6 +8,49 @@ import numpy as np
 PALETTE = ((255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151),
            (146, 204, 23), (52, 69, 147), (255, 178, 29), (207, 210, 49),
            (100, 115, 255), (203, 56, 255))
+
+
+def class_name(label: int, class_names: Optional[Sequence[str]]) -> str:
+    """``class_names[label]``, or the label as text."""
+    label = int(label)
+    if class_names and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return str(label)
+
+
+def box_thickness(image: np.ndarray) -> int:
+    """Line thickness of boxes on ``image``: 1 px per 400 px of its longer
+    side."""
+    return max(1, round(max(image.shape[:2]) / 400))
+
+
+def draw_box(canvas: np.ndarray,
+             box: Sequence[float],
+             colour: Tuple[int, ...],
+             thickness: int,
+             text: str = '',
+             halo: bool = False) -> None:
+    """Draw one box and its text above it, in place.
+
+    Args:
+        canvas (np.ndarray): RGB uint8 image.
+        box (Sequence[float]): (x1, y1, x2, y2) in ``canvas`` pixels.
+        colour (tuple): RGB.
+        thickness (int): Line thickness.
+        text (str): Written above the box's top-left corner.
+        halo (bool): Outline the box and the text in white, so that they
+            stay visible on a heat map of any colour.
+    """
+    x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+    org = (x1, max(y1 - 3, 10))
+    scale = 0.4 * thickness
+    for ink, width in (((255, 255, 255), thickness + 2), (colour, thickness)):
+        if ink != colour and not halo:
+            continue
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), ink, width)
+        if text:
+            cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        ink, width, cv2.LINE_AA)
 
 
 def draw_detections(image: np.ndarray,
@@ -38,15 +81,8 @@ def draw_detections(image: np.ndarray,
     scores = instances.scores[keep].detach().cpu().numpy()
     labels = instances.labels[keep].detach().cpu().numpy()
     canvas = image.copy()
-    thickness = max(1, round(max(image.shape[:2]) / 400))
-    for (x1, y1, x2, y2), score, label in zip(bboxes, scores, labels):
-        colour = PALETTE[int(label) % len(PALETTE)]
-        top_left, bottom_right = (int(x1), int(y1)), (int(x2), int(y2))
-        cv2.rectangle(canvas, top_left, bottom_right, colour, thickness)
-        name = (class_names[int(label)] if class_names
-                and int(label) < len(class_names) else str(int(label)))
-        cv2.putText(canvas, f'{name} {score:.2f}',
-                    (top_left[0], max(top_left[1] - 3, 10)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, colour,
-                    thickness, cv2.LINE_AA)
+    thickness = box_thickness(image)
+    for box, score, label in zip(bboxes, scores, labels):
+        draw_box(canvas, box, PALETTE[int(label) % len(PALETTE)], thickness,
+                 f'{class_name(label, class_names)} {score:.2f}')
     return canvas

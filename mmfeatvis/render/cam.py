@@ -3,12 +3,11 @@ original image with the letterbox cut, each with the box and label it
 explains, one panel per target or all in one."""
 from typing import List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from ..reduce.cam import CamPanel, ProbeCams
 from .align import warp_to_image
-from .boxes import PALETTE
+from .boxes import PALETTE, box_thickness, class_name, draw_box
 from .layout import compose_panels, with_colour_bar
 from .overlay import blend, colorize, image_at
 
@@ -49,22 +48,11 @@ def normalized_in_boxes(values: np.ndarray, boxes: Sequence[Sequence[float]],
 
 def _draw_boxes(canvas: np.ndarray, boxes: Sequence, scale: float,
                 class_names: Optional[Sequence[str]]) -> None:
-    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    thickness = box_thickness(canvas)
     for box, label, score in boxes:
-        x1, y1, x2, y2 = (int(round(float(v) * scale)) for v in box)
-        colour = PALETTE[int(label) % len(PALETTE)]
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), (255, 255, 255),
-                      thickness + 2)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
-        name = (class_names[int(label)] if class_names
-                and 0 <= int(label) < len(class_names) else str(int(label)))
-        org = (x1 + 2, max(y1 - 4, 12))
-        text = f'{name} {score:.2f}'
-        scale_text = 0.4 * thickness
-        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale_text,
-                    (255, 255, 255), thickness + 2, cv2.LINE_AA)
-        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale_text,
-                    colour, thickness, cv2.LINE_AA)
+        draw_box(canvas, [float(v) * scale for v in box],
+                 PALETTE[int(label) % len(PALETTE)], thickness,
+                 f'{class_name(label, class_names)} {score:.2f}', halo=True)
 
 
 def cam_values(panel: CamPanel,

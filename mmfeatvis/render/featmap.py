@@ -8,6 +8,7 @@ import torch
 
 from ..probe.geometry import input_geometry, meta_or_none
 from ..reduce import ReducedFeatmap, check_percentile, map_ranges
+from .boxes import class_name
 from .colormap import get_lut
 from .layout import (check_arrangement, draw_label, grid_canvas, grid_cell,
                      positive_pair)
@@ -85,9 +86,9 @@ def _tile_label(mode: str, index: int,
                 class_names: Optional[Sequence[str]]) -> str:
     if mode != 'class_topk':
         return f'channel: {index}'
-    if class_names and 0 <= index < len(class_names):
-        return f'class {index}: {class_names[index]}'
-    return f'class {index}'
+    name = class_name(index, class_names)
+    return f'class {index}' if name == str(index) else (
+        f'class {index}: {name}')
 
 
 def render_reduced(reduced: ReducedFeatmap,

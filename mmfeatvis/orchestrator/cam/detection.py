@@ -30,7 +30,8 @@ from torch import nn
 
 from ...capture import detached
 from ...probe import Probe
-from .targets import Box, CamTarget, TargetRule, class_name
+from ...render.boxes import class_name
+from .targets import Box, CamTarget, TargetRule
 
 
 def _score_tolerance(dtype: torch.dtype) -> float:
@@ -111,6 +112,13 @@ def _is_mmdet_dense(head: nn.Module) -> bool:
         type(head).predict_by_feat is BaseDenseHead.predict_by_feat)
 
 
+class DetectorRule(TargetRule):
+    """What detector rules share: a picture without boxes says why."""
+
+    def nothing_note(self) -> str:
+        return f'no box above {self.score_thr:.2f}'
+
+
 def _raised_cfg(cfg: Any, score_thr: float) -> Any:
     """A copy of a head's test config that drops boxes below
     ``score_thr`` before NMS (the copy: YOLOX's post-processing writes
@@ -121,7 +129,7 @@ def _raised_cfg(cfg: Any, score_thr: float) -> Any:
     return cfg
 
 
-class DenseRule(TargetRule):
+class DenseRule(DetectorRule):
     """Dense detectors (mmyolo's YOLO family and RTMDet, mmdet's
     RetinaNet, FCOS, ATSS, ...): one target per kept box, its pre-NMS
     score at its prior and class."""
@@ -169,8 +177,6 @@ class DenseRule(TargetRule):
                 *inputs, batch_img_metas=[meta], cfg=cfg, rescale=True)[0]
         if not calls or len(kept) == 0:
             return kept, torch.zeros(0, dtype=torch.long)
-        sizes = [level.shape[-2:].numel() for level in inputs[0]]
-        anchors = _anchors_per_position(head, inputs[0][0])
         if mmyolo:
             rows = calls[0][2]
             objectness = inputs[2] if len(inputs) > 2 else None
@@ -181,8 +187,11 @@ class DenseRule(TargetRule):
                 flat = torch.cat([o.permute(0, 2, 3, 1).reshape(-1)
                                   for o in objectness]).sigmoid()
                 rows = (flat > cfg['score_thr']).nonzero().flatten()[rows]
-        else:
-            offsets = np.cumsum([0] + [size * anchors for size in sizes])
+        else:  # one call per level: rows index that level's priors
+            anchors = _anchors_per_position(head, inputs[0][0])
+            offsets = np.cumsum([0] + [
+                level.shape[-2:].numel() * anchors for level in inputs[0]
+            ])
             rows = torch.cat([
                 call[2] + int(offset) for call, offset in zip(calls, offsets)
             ])
@@ -292,7 +301,7 @@ def _box_targets(scores: torch.Tensor,
     return targets
 
 
-class TwoStageRule(TargetRule):
+class TwoStageRule(DetectorRule):
     """Two-stage detectors with a standard RoI head (Faster and Mask
     R-CNN): one target per kept box, its RoI head class logit."""
     kind = 'two-stage detector'

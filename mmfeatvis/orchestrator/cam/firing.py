@@ -132,11 +132,11 @@ class CamOrchestrator:
                 self._check_gradients(model, outputs, activations)
             targets = rule.targets(model, probe, outputs, class_names)
             if not targets:
-                note = ('no box above '
-                        f'{self.options.score_thr:.2f}' if 'detector'
-                        in rule.kind else 'nothing to explain')
-                return ProbeCams(probe, method, note=note)
+                return ProbeCams(probe, method, note=rule.nothing_note())
             layer_cams = self._layer_cams(activations, targets)
+        if check:
+            # Fusing would update the kept ranges: a check changes no state.
+            return ProbeCams(probe, method)
         panels = self._fused(probe, layer_cams, targets)
         return ProbeCams(probe, method, panels)
 

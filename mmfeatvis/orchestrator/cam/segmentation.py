@@ -1,13 +1,13 @@
 """Segmentor targets: a class's logits summed over its predicted mask."""
-import math
 from typing import Any, List, Optional, Sequence
 
 import torch
 from torch import nn
 
 from ...probe import Probe
-from ...probe.geometry import content_region
-from .targets import CamTarget, TargetRule, class_name
+from ...probe.geometry import content_slices
+from ...render.boxes import class_name
+from .targets import CamTarget, TargetRule
 
 
 class SegmentorRule(TargetRule):
@@ -25,9 +25,7 @@ class SegmentorRule(TargetRule):
     def targets(self, model: nn.Module, probe: Probe, outputs: Any,
                 class_names: Optional[Sequence[str]]) -> List[CamTarget]:
         logits = outputs[0]
-        y0, y1, x0, x1 = content_region(probe.meta, logits.shape[-2:])
-        content = (slice(math.floor(y0), math.ceil(y1)),
-                   slice(math.floor(x0), math.ceil(x1)))
+        content = content_slices(probe.meta, logits.shape[-2:])
         predicted = logits.detach().argmax(0)
         counts = torch.bincount(
             predicted[content].flatten(), minlength=logits.shape[0])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ...probe import Probe
+from ...render.boxes import class_name
 
 #: A box in original-image pixels: (x1, y1, x2, y2).
 Box = Tuple[float, float, float, float]
@@ -42,13 +43,6 @@ class CamTarget:
     label: Optional[int] = None
 
 
-def class_name(label: int, class_names: Optional[Sequence[str]]) -> str:
-    """``class_names[label]``, or the label as text."""
-    if class_names and 0 <= label < len(class_names):
-        return str(class_names[label])
-    return str(label)
-
-
 class TargetRule:
     """How one model kind is explained.
 
@@ -70,6 +64,10 @@ class TargetRule:
         self.topk = topk
         self.score_thr = score_thr
         self.classes = None if classes is None else [int(c) for c in classes]
+
+    def nothing_note(self) -> str:
+        """What a picture without targets says."""
+        return 'nothing to explain'
 
     def forward(self, model: nn.Module, probe: Probe) -> Any:
         """The probe's forward pass, gradients on: the live outputs."""
