@@ -23,7 +23,7 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: At most this share of a picture's pixels at either end of the scale.
 MAX_AT_AN_END = 0.15
 MEASURED = ('custom_hooks.1.alpha=1.0 custom_hooks.1.image_format=png '
-            'custom_hooks.1.draw_pred=False')
+            'custom_hooks.1.draw_pred=False custom_hooks.1.per_layer=True')
 
 
 @pytest.mark.slow

@@ -106,7 +106,7 @@ def test_sigterm_finishes_the_images_then_ends_like_without_the_hook(
 @pytest.mark.slow
 def test_a_huge_probe_is_drawn_whole_but_capped_once_warned(tmp_path):
     hook = dict(type='FeatmapVisHook', probe=huge_probe(tmp_path),
-                target_layers=['backbone'], interval=1)
+                target_layers=['backbone'], interval=1, per_layer=True)
     runner = plain_runner(str(tmp_path / 'work'), [hook], max_iters=2)
     runner.train()
     folder = osp.join(runner.log_dir, 'vis_data', 'vis_image')
@@ -124,7 +124,8 @@ def test_a_top_k_grid_has_no_more_tiles_than_channels(
         tmp_path, probe_image_path):
     hook = dict(type='FeatmapVisHook', probe=probe_image_path,
                 target_layers=['backbone'], interval=2,
-                channel_reduction=None, topk=10000, arrangement=(100, 100))
+                channel_reduction=None, topk=10000, arrangement=(100, 100),
+                per_layer=True)
     runner = plain_runner(str(tmp_path), [hook], max_iters=2)
     runner.train()
     folder = osp.join(runner.log_dir, 'vis_data', 'vis_image')
@@ -166,7 +167,7 @@ def test_a_glob_that_matches_an_unused_layer_only_warns(
     log = log_text(runner)
     assert log.count("layer 'loss_fn' is not drawn: it was not called") == 1
     images, _ = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
-    assert images['featvis/grace_hopper/backbone'] == [0, 2]
+    assert images['featvis/grace_hopper/overview'] == [0, 2]
 
 
 def test_by_epoch_with_an_iteration_loop_is_refused(tmp_path,
@@ -227,7 +228,8 @@ class BrokenVisBackend(BaseVisBackend):
 
 def _run_with_backends(tmp_path, probe, backends, max_iters=3):
     hook = dict(type='FeatmapVisHook', probe=probe,
-                target_layers=['backbone', 'tokens'], interval=1)
+                target_layers=['backbone', 'tokens'], interval=1,
+                per_layer=True)
     runner = plain_runner(str(tmp_path / 'work'), [hook],
                           max_iters=max_iters,
                           visualizer=dict(type='Visualizer',

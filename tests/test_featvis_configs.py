@@ -60,7 +60,8 @@ def test_yolov5_s_example_config_uses_the_first_val_image(tmp_path, shapes):
         osp.join(runner.log_dir, 'vis_data'))
     # The first validation image is the probe, named by its file.
     assert images['featvis/000000/overview'] == [0, 1]
-    assert images['featvis/000000/neck_2'] == [0, 1]
+    assert 'featvis/000000/neck_2' not in images  # per_layer=False
+    assert 'featvis/000000/neck_2/mean' in scalars
     assert 'featvis/000000/backbone_0/mean' in scalars
 
 

@@ -98,7 +98,8 @@ def test_faster_rcnn_fpn_dataset_probe(tmp_path, shapes_coco):
         target_layers=['backbone.layer*', 'neck', 'rpn_head.rpn_conv'],
         interval=1,
         draw_pred=True,
-        score_thr=0.0)
+        score_thr=0.0,
+        per_layer=True)
     cfg = _short_iter_training(cfg, str(tmp_path), 2, hook)
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -159,7 +160,8 @@ def test_fcn_segmentor_path_probe(tmp_path):
         probe=probe,
         target_layers=['backbone.layer4', 'decode_head', 'decode_head.convs'],
         interval=2,
-        channel_reduction='pca')
+        channel_reduction='pca',
+        per_layer=True)
     # EncoderDecoder calls decode_head.forward() directly, which skips
     # forward hooks: the probe pass before training finds it, and the run
     # stops there with the fix.
@@ -182,7 +184,8 @@ def test_fcn_segmentor_path_probe(tmp_path):
 
 def _test_run(cfg: Config, work_dir: str, **hook_options) -> Runner:
     """``tools/test.py`` with the hook: ``runner.test()`` of ``cfg``."""
-    hook = dict(type='FeatmapVisHook', interval=1, **hook_options)
+    hook = dict(type='FeatmapVisHook', interval=1, per_layer=True,
+                **hook_options)
     cfg = _short_iter_training(cfg, work_dir, 1, hook)
     runner = Runner.from_cfg(cfg)
     runner.test()
@@ -225,7 +228,8 @@ def test_fcn_test_run_draws_mask_outlines(tmp_path):
 def _train_and_validate(cfg: Config, work_dir: str, **hook_options) -> Runner:
     """Two training iterations and a validation after each, on the test
     split, with the hook drawing chosen validation samples."""
-    hook = dict(type='FeatmapVisHook', interval=1000, **hook_options)
+    hook = dict(type='FeatmapVisHook', interval=1000, per_layer=True,
+                **hook_options)
     cfg = _short_iter_training(cfg, work_dir, 2, hook)
     cfg.train_cfg.val_interval = 1
     cfg.val_dataloader = copy.deepcopy(cfg.test_dataloader)

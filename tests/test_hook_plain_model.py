@@ -17,7 +17,8 @@ def test_plain_model_conv_and_token_layers(tmp_path, probe_image_path):
         probe=probe_image_path,
         target_layers=['backbone', 'tokens'],
         interval=2,
-        channel_reduction='squeeze_mean')
+        channel_reduction='squeeze_mean',
+        per_layer=True)
     runner = plain_runner(str(tmp_path), [hook])
     runner.train()
     vis_dir = osp.join(runner.log_dir, 'vis_data')

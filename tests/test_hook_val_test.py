@@ -61,7 +61,8 @@ def _val_cfg(shapes, work_dir, **hook_options):
     watch = dict(type='ValForwardWatch')
     cfg = yolo_cfg(
         shapes, work_dir,
-        [featvis_hook(interval=1000, async_write=False, **hook_options),
+        [featvis_hook(interval=1000, async_write=False, per_layer=True,
+                      **hook_options),
          watch], max_epochs=2)
     cfg.train_cfg.val_interval = 1
     cfg.val_dataloader.batch_size = 1

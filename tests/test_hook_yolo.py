@@ -38,7 +38,8 @@ def test_every_backend_receives_maps_at_training_iterations(
     hook = featvis_hook(
         probe=[probe_image_path, dict(dataset='val', index=0)],
         interval=2,
-        after_val=True)
+        after_val=True,
+        per_layer=True)
     cfg = yolo_cfg(shapes, str(tmp_path), [hook])
     cfg.train_cfg.val_interval = 2  # one validation, at the end
     runner = Runner.from_cfg(cfg)
@@ -80,7 +81,7 @@ def test_maps_are_aligned_with_the_letterboxed_image(
     hook = featvis_hook(probe=probe_image_path, target_layers=['backbone'],
                         channel_reduction='squeeze_mean', alpha=1.0,
                         before_train=True, value_range='per_image',
-                        image_format='png')
+                        image_format='png', per_layer=True)
     cfg = yolo_cfg(shapes, str(tmp_path), [hook], max_epochs=1)
     cfg.train_cfg.max_epochs = 1
     runner = Runner.from_cfg(cfg)
@@ -195,7 +196,7 @@ def test_by_epoch_and_resume_continue_the_numbering(tmp_path, shapes,
     runner = Runner.from_cfg(cfg)
     runner.train()
     images, _ = read_tensorboard(vis_dir(runner))
-    assert images['featvis/grace_hopper/backbone.stage4'] == [0, 2, 4]
+    assert images['featvis/grace_hopper/overview'] == [0, 2, 4]
     checkpoint = torch.load(osp.join(str(tmp_path), 'epoch_2.pth'),
                             weights_only=False)
     saved_ranges = checkpoint['meta']['featvis_value_ranges']
@@ -207,7 +208,7 @@ def test_by_epoch_and_resume_continue_the_numbering(tmp_path, shapes,
     resumed.train()
     images, _ = read_tensorboard(vis_dir(resumed))
     # The resumed run starts at iteration 4 and goes on from there.
-    assert images['featvis/grace_hopper/backbone.stage4'] == [4, 6]
+    assert images['featvis/grace_hopper/overview'] == [4, 6]
     featvis = [h for h in resumed.hooks if type(h).__name__ ==
                'FeatmapVisHook'][0]
     assert featvis.range_tracker.state_dict() == saved_ranges

@@ -113,6 +113,13 @@ def test_quantiles_equal_torch_quantile(numel, q):
                                       torch.tensor(q, dtype=torch.float64)))
 
 
+def test_quantiles_of_nan_are_nan_as_torch_quantile():
+    values = torch.arange(1000.)
+    values[500] = math.nan
+    assert torch.quantile(values, torch.tensor([0.01, 0.99])).isnan().all()
+    assert quantiles(values, (0.01, 0.99)).isnan().all()
+
+
 def test_quantiles_reject_out_of_range():
     with pytest.raises(ValueError, match=r'\[0, 1\]'):
         quantiles(torch.ones(3), (0.5, 1.5))

@@ -25,7 +25,8 @@ featvis_hook = dict(
     after_val=False,
     draw_pred=True,
     score_thr=0.3,
-    with_stats=True)
+    with_stats=True,
+    per_layer=False)  # True: also one image per layer, at full size
 
 # JPEG files (image_format='png': PNG) under
 # work_dir/<timestamp>/vis_data/vis_image, TensorBoard

@@ -7,14 +7,14 @@ modes, gradients, random states and BatchNorm statistics as they were.
 """
 from .hooks import (CapturedFeatures, FeatureCapture, detached, flatten_output,
                     layer_of, map_leaves)
-from .isolation import isolated_inference, raised_score_threshold
+from .isolation import all_modules, isolated_inference, raised_score_threshold
 from .layers import (find_layers, is_glob, is_sharded, modules_computed_before,
                      named_exactly, named_layers, not_called_reason,
                      resolve_layers, unwrap_model)
 
 __all__ = [
-    'CapturedFeatures', 'FeatureCapture', 'detached', 'find_layers',
-    'flatten_output', 'map_leaves', 'is_glob', 'is_sharded',
+    'all_modules', 'CapturedFeatures', 'FeatureCapture', 'detached',
+    'find_layers', 'flatten_output', 'map_leaves', 'is_glob', 'is_sharded',
     'isolated_inference', 'layer_of', 'modules_computed_before',
     'named_exactly', 'named_layers', 'not_called_reason',
     'raised_score_threshold', 'resolve_layers', 'unwrap_model'

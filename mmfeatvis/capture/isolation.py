@@ -7,7 +7,7 @@ without the probe.
 """
 import random
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -59,7 +59,9 @@ def all_modules(model: nn.Module) -> List[nn.Module]:
 
 
 @contextmanager
-def isolated_inference(model: nn.Module) -> Iterator[nn.Module]:
+def isolated_inference(
+        model: nn.Module,
+        modules: Optional[List[nn.Module]] = None) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode under ``torch.no_grad`` for one probe pass.
 
     On exit, also after an exception, each module's ``training`` flag and all
@@ -74,12 +76,16 @@ def isolated_inference(model: nn.Module) -> Iterator[nn.Module]:
 
     Args:
         model (nn.Module): The unwrapped model.
+        modules (list[nn.Module], optional): :func:`all_modules` of the
+            model, when the caller walked it already. Defaults to None:
+            walk it here.
 
     Yields:
         nn.Module: The same model, in eval mode.
     """
-    flags: List[Tuple[nn.Module, bool]] = [(m, m.training)
-                                           for m in all_modules(model)]
+    if modules is None:
+        modules = all_modules(model)
+    flags: List[Tuple[nn.Module, bool]] = [(m, m.training) for m in modules]
     rng_state = capture_rng_state()
     try:
         _set_training_flags(module for module, _ in flags)
@@ -105,8 +111,10 @@ def _set_flag(module: nn.Module, training: bool) -> None:
 
 
 @contextmanager
-def raised_score_threshold(model: nn.Module,
-                           score_thr: float) -> Iterator[None]:
+def raised_score_threshold(
+        model: nn.Module,
+        score_thr: float,
+        modules: Optional[List[nn.Module]] = None) -> Iterator[None]:
     """Let detection heads drop boxes below ``score_thr`` before NMS.
 
     A detector's own ``test_cfg.score_thr`` (0.001 for YOLOv5) keeps every
@@ -117,12 +125,18 @@ def raised_score_threshold(model: nn.Module,
     Args:
         model (nn.Module): The unwrapped model.
         score_thr (float): The threshold of the drawn predictions.
+        modules (list[nn.Module], optional): :func:`all_modules` of the
+            model, when the caller walked it already.
     """
     changed: List[Tuple[Any, float]] = []
     seen = set()
     try:
         # A threshold of 0 raises nothing: skip the walk over the model.
-        for module in all_modules(model) if score_thr > 0 else ():
+        if score_thr <= 0:
+            modules = []
+        elif modules is None:
+            modules = all_modules(model)
+        for module in modules:
             test_cfg = getattr(module, 'test_cfg', None)
             if not isinstance(test_cfg, dict) or id(test_cfg) in seen:
                 continue

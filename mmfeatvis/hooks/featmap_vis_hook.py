@@ -22,7 +22,8 @@ from ..orchestrator import (CamOrchestrator, FeatmapOrchestrator, LoopSamples,
 from ..probe import Probe, ProbeBuilder, ProbeSpec, class_names, read_rgb
 from ..reduce import ProbeMaps, ValueRangeTracker
 from ..reduce.cam import ProbeCams
-from ..write import (WRITE_FAILURES, BackgroundWriter, check_image_format,
+from ..write import (WRITE_FAILURES, BackgroundWriter, DrawingProcess,
+                     DrawingProcessGone, check_image_format, drawing_process,
                      prepare_backends)
 
 CHECKPOINT_KEY = 'featvis_value_ranges'
@@ -91,11 +92,14 @@ class FeatmapVisHook(Hook):
             one. Defaults to False.
         with_stats (bool): Write per-layer activation statistics (mean, std,
             share of non-positive values, max) as scalars. Defaults to True.
-        per_layer (bool): Write one image per layer, at the probe image's
-            size. Defaults to True.
-        overview (bool): Write one titled image of all layers per probe;
-            its tiles are drawn small, straight from the maps. Only what is
-            written is drawn. Defaults to True.
+        per_layer (bool): Also write one image per layer, at the probe
+            image's size (tags ``featvis/<probe>/<layer>``), for a close
+            look at one layer; it multiplies what a firing draws and
+            encodes by the number of layers. Defaults to False.
+        overview (bool): Write one titled image of all layers per probe
+            (``featvis/<probe>/overview``); its tiles are drawn small,
+            straight from the maps. Only what is written is drawn.
+            Defaults to True.
         image_format (str): ``'jpg'`` (quality 92) or ``'png'`` (lossless,
             about 15 times slower to encode and 7 times larger) for the
             local files and TensorBoard images. Defaults to ``'jpg'``.
@@ -108,6 +112,15 @@ class FeatmapVisHook(Hook):
         async_write (bool): Wait for the maps, colour, encode and write on a
             background thread, so that the training loop pays only for the
             probe pass and for queuing the reductions. Defaults to True.
+        draw_process (bool): With ``async_write``, render, encode and write
+            the local image files in a separate drawing process at idle
+            priority (one per training process, started at the beginning
+            of the run; it holds its own copy of the Python libraries,
+            some hundreds of MB), so that neither the interpreter lock of
+            the training process nor, on a busy CPU, its cores go to the
+            drawing; TensorBoard and other backends get the encoded images
+            from the writer thread. CAMs are drawn on the writer thread.
+            Defaults to True.
         val_samples (int | list[int] | str, optional): Also draw these
             samples of the validation set at every validation, from the
             loop's own forward pass (no extra forward): dataset indices,
@@ -160,12 +173,13 @@ class FeatmapVisHook(Hook):
                  after_val: bool = False,
                  use_ema: bool = False,
                  with_stats: bool = True,
-                 per_layer: bool = True,
+                 per_layer: bool = False,
                  overview: bool = True,
                  image_format: str = 'jpg',
                  max_image_side: Optional[int] = 2048,
                  probe_pipeline: Optional[List[dict]] = None,
                  async_write: bool = True,
+                 draw_process: bool = True,
                  val_samples: SampleSpec = None,
                  test_samples: SampleSpec = None,
                  cam: Optional[dict] = None,
@@ -211,6 +225,7 @@ class FeatmapVisHook(Hook):
             cam_options(cam), self.range_tracker, alpha, colormap)
         self.probes: List[Probe] = []
         self.async_write = async_write
+        self.draw_process = draw_process and async_write
         self._writer: Optional[BackgroundWriter] = None
         self._last_step: Optional[int] = None
         self._sharded: Optional[bool] = None
@@ -245,6 +260,9 @@ class FeatmapVisHook(Hook):
         self._check_samples(runner)
         if is_main_process():  # the process that writes
             prepare_backends(runner.visualizer)
+            if self.draw_process:
+                # It imports its libraries while training starts.
+                self._drawing_process()
         if not vis_backends(runner.visualizer):
             print_log(
                 'FeatmapVisHook: the visualizer has no backends, so maps are '
@@ -521,7 +539,8 @@ class FeatmapVisHook(Hook):
             per_layer=self.per_layer,
             overview=self.overview,
             stats=False,
-            image_format=self.image_format)
+            image_format=self.image_format,
+            process=self._drawing_process())
         description = (f'FeatmapVisHook: drawing {len(maps)} '
                        f'{samples.prefix} sample(s) at step {step}')
         try:
@@ -623,9 +642,25 @@ class FeatmapVisHook(Hook):
             per_layer=self.per_layer,
             overview=self.overview,
             stats=self.with_stats,
-            image_format=self.image_format)
+            image_format=self.image_format,
+            process=self._drawing_process())
         if cams:
             self.cam.write(visualizer, cams, step, names, self.image_format)
+
+    def _drawing_process(self) -> Optional[DrawingProcess]:
+        """The drawing process (started), or None when drawing stays in
+        this process."""
+        if not self.draw_process:
+            return None
+        try:
+            process = drawing_process()
+            process.start()
+            return process
+        except DrawingProcessGone as error:
+            self.draw_process = False
+            self._warn('the drawing process did not start, so images are '
+                       'drawn on the writer thread', error)
+            return None
 
     def _background(self) -> BackgroundWriter:
         if self._writer is None:

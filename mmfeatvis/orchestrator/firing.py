@@ -13,28 +13,31 @@ import logging
 from typing import (Any, Callable, Dict, Hashable, List, Optional, Sequence,
                     Tuple)
 
-import numpy as np
 import torch
 from mmengine.logging import print_log
 from mmengine.visualization import Visualizer
 from torch import nn
 
-from ..capture import (FeatureCapture, isolated_inference, layer_of,
-                       named_exactly, not_called_reason,
+from ..capture import (FeatureCapture, all_modules, isolated_inference,
+                       layer_of, named_exactly, not_called_reason,
                        raised_score_threshold, resolve_layers)
 from ..cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
                            ReplayedForward, ReplayedReduction, graph_key)
 from ..cuda.transfer import HostCopy, start_host_copy
+from ..engine_internals import vis_backends
 from ..options import DrawOptions
 from ..probe import Probe
-from ..reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedFeatmap,
-                      ReducedLayer, ValueRangeTracker, activation_stats_tensor,
-                      content_only, device_results, measure_range_tensor,
-                      range_floats, reduce_for_image, single_sample_layout)
+from ..reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedLayer,
+                      ValueRangeTracker, activation_stats_tensor, content_only,
+                      device_results, measure_range_tensor, range_floats,
+                      reduce_for_image, single_sample_layout)
 from ..reduce.classes import CLASS_REDUCTIONS, PROBABILITY_RANGE
-from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
-                      fitted_arrangement, image_at, render_reduced)
-from ..write import stat_scalars, write_results, write_scalars
+from ..render import ProbeResult
+from ..write import (WRITE_FAILURES, DrawingProcess, DrawingProcessGone,
+                     local_image_dirs, put_encoded, stat_scalars, wants_pixels,
+                     write_scalars)
+from .drawing import (DrawnFiring, DrawRequest, FeatmapDrawer, draw_firing,
+                      portable_maps)
 
 
 class FeatmapOrchestrator:
@@ -71,7 +74,8 @@ class FeatmapOrchestrator:
         self.num_classes: Optional[int] = None
         self._not_called: Dict[str, str] = {}
         self._reported: set = set()
-        self._warned_cap = False
+        self._noted: set = set()
+        self._process_gone = False
         self.use_cuda_graphs = use_cuda_graphs
         self.reduction_replays = ReplayCache()
         self._pca_bases: Dict[Hashable, torch.Tensor] = {}
@@ -162,9 +166,12 @@ class FeatmapOrchestrator:
             self.use_cuda_graphs and mode == 'tensor' and call_model is model)
         captured = []
         replayed = set()  # a replay overwrites the maps of the one before
-        with isolated_inference(model), raised_score_threshold(
-                model, self.options.score_thr if mode == 'predict' else
-                0), FeatureCapture(model, self.layer_names) as capture:
+        # One walk over the modules serves both (it runs at every firing).
+        modules = all_modules(model)
+        score_thr = self.options.score_thr if mode == 'predict' else 0
+        with isolated_inference(model, modules), raised_score_threshold(
+                model, score_thr, modules), FeatureCapture(
+                    model, self.layer_names) as capture:
             for probe in probes:
                 key = _forward_key(model, probe) if graphs else None
                 replay = self._forward_replay(
@@ -427,7 +434,8 @@ class FeatmapOrchestrator:
               per_layer: bool = True,
               overview: bool = True,
               stats: bool = True,
-              image_format: str = 'jpg') -> List[str]:
+              image_format: str = 'jpg',
+              process: Optional[DrawingProcess] = None) -> List[str]:
         """The rest of a firing, on any thread: statistics, then images.
 
         Only what is written is drawn: full-size images for ``per_layer``,
@@ -444,22 +452,65 @@ class FeatmapOrchestrator:
             overview (bool): Write one composed image per probe.
             stats (bool): Write activation statistics as scalars.
             image_format (str): ``'jpg'`` or ``'png'``.
+            process (DrawingProcess, optional): Render, encode and write
+                the local files there (:func:`draw_firing`); the other
+                backends get the encoded images here. Where it is gone,
+                all happens here, with one warning. Defaults to None: here.
 
         Returns:
             list[str]: The image tags written.
         """
         if stats:
             write_scalars(visualizer, stat_scalars(maps), step)
-        results = [
-            self.render(
-                item,
-                class_names,
-                layer_images=per_layer,
-                overview_tile_side=OVERVIEW_TILE_SIDE if overview else None)
-            for item in maps
-        ]
-        return write_results(visualizer, results, step, per_layer, overview,
-                             image_format)
+        if not (per_layer or overview) or not vis_backends(visualizer):
+            return []
+        request = DrawRequest(
+            self.options, [item.wait() for item in maps],
+            step,
+            list(class_names) if class_names is not None else None,
+            per_layer=per_layer,
+            overview=overview,
+            image_format=image_format,
+            local_dirs=local_image_dirs(visualizer),
+            keep_pixels=wants_pixels(visualizer))
+        drawn = self._drawn_elsewhere(process, request)
+        if drawn is None:
+            drawn = draw_firing(request)
+        for note in drawn.notes:
+            if note not in self._noted:
+                self._noted.add(note)
+                print_log(note, logger='current', level=logging.WARNING)
+        for backend, target, error in drawn.failures:
+            WRITE_FAILURES.report(backend, target, error)
+        for image in drawn.images:
+            put_encoded(
+                visualizer,
+                image.tag,
+                image.encoded,
+                image.shape,
+                step,
+                image_format,
+                image.pixels,
+                local_written=True)
+        return [image.tag for image in drawn.images]
+
+    def _drawn_elsewhere(self, process: Optional[DrawingProcess],
+                         request: DrawRequest) -> Optional[DrawnFiring]:
+        """The request drawn by ``process``, or None where it is gone."""
+        if process is None or self._process_gone:
+            return None
+        portable = dataclasses.replace(
+            request, maps=[portable_maps(item) for item in request.maps])
+        try:
+            return process.call(draw_firing, portable)
+        except DrawingProcessGone as error:
+            self._process_gone = True
+            print_log(
+                f'mmfeatvis: the drawing process is gone ({error}); the '
+                'images are drawn in the training process from now on.',
+                logger='current',
+                level=logging.WARNING)
+            return None
 
     def render(self,
                maps: ProbeMaps,
@@ -467,111 +518,19 @@ class FeatmapOrchestrator:
                *,
                layer_images: bool = True,
                overview_tile_side: Optional[int] = None) -> ProbeResult:
-        """Draw reduced maps over the probe image (host only, any thread).
-
-        Args:
-            maps (ProbeMaps): What :meth:`reduce` returned.
-            class_names (Sequence[str], optional): Names of predicted
-                labels.
-            layer_images (bool): Draw every map at the original image's
-                size (``result.layer_images``). Defaults to True.
-            overview_tile_side (int, optional): Also draw every map with
-                its longer side at most this, on a copy of the image
-                resampled once (``result.overview_tiles``): cheaper and
-                sharper than shrinking the full-size images for
-                ``result.overview()``. Defaults to None: no tiles.
-        """
-        probe = maps.probe
-        result = ProbeResult(
-            probe.name,
-            skipped=dict(maps.skipped),
-            colormap=self.options.colormap)
-        for item in maps.layers:
-            if item.norm_range is not None:
-                result.ranges[item.layer] = tuple(item.norm_range)
-            if item.own_range is not None:
-                result.own_ranges[item.layer] = tuple(item.own_range)
-            if item.reanchored:
-                result.reanchored.add(item.layer)
-            if item.reduced.kind == 'rgb':
-                result.rgb_layers.add(item.layer)
-        backgrounds: Dict[Tuple[int, int], np.ndarray] = {}
-        height, width = probe.image.shape[:2]
-
-        def background(scale: float) -> np.ndarray:
-            # Predictions are drawn once per size, on the resampled image.
-            hw = (max(1, round(height * scale)), max(1, round(width * scale)))
-            if hw not in backgrounds:
-                image = image_at(probe.image, hw, probe.resized)
-                if maps.prediction is not None:
-                    image = draw_sample(image, maps.prediction,
-                                        self.options.score_thr, class_names,
-                                        hw[0] / height)
-                backgrounds[hw] = image
-            return backgrounds[hw]
-
-        for item in maps.layers:
-            if layer_images:
-                scale = 1.0
-                if self.options.max_image_side:
-                    scale = self._tile_scale(probe, item.reduced,
-                                             self.options.max_image_side)
-                    if scale < 1 and not self._warned_cap:
-                        self._warned_cap = True
-                        print_log(
-                            f'mmfeatvis: the images of probe {probe.name} '
-                            f'({width}x{height}) are drawn at most '
-                            f'{self.options.max_image_side} px on their '
-                            'longer side (max_image_side); the whole probe '
-                            'is still drawn, resampled.',
-                            logger='current',
-                            level=logging.WARNING)
-                result.layer_images[item.layer] = self._render_layer(
-                    probe, item, background(scale), class_names)
-            if overview_tile_side:
-                tile_scale = self._tile_scale(probe, item.reduced,
-                                              overview_tile_side)
-                if layer_images and tile_scale == scale:
-                    # A small image's tile is its full picture: draw once.
-                    tile = result.layer_images[item.layer]
-                else:
-                    tile = self._render_layer(probe, item,
-                                              background(tile_scale),
-                                              class_names)
-                result.overview_tiles[item.layer] = tile
+        """Draw reduced maps over the probe image (host only, any thread);
+        see :meth:`FeatmapDrawer.render`."""
+        drawer = FeatmapDrawer(self.options)
+        result = drawer.render(
+            maps,
+            class_names,
+            layer_images=layer_images,
+            overview_tile_side=overview_tile_side)
+        for note in drawer.notes:
+            if note not in self._noted:
+                self._noted.add(note)
+                print_log(note, logger='current', level=logging.WARNING)
         return result
-
-    def _grid(self, reduced: ReducedFeatmap) -> Tuple[int, int]:
-        """Rows and columns of a layer's picture: the arrangement, shrunk
-        to the channels there are (a grid never has empty rows)."""
-        if not reduced.is_grid:
-            return 1, 1
-        return fitted_arrangement(self.options.arrangement,
-                                  int(reduced.maps.shape[0]))
-
-    def _tile_scale(self, probe: Probe, reduced: ReducedFeatmap,
-                    side: int) -> float:
-        rows, cols = self._grid(reduced)
-        height, width = probe.image.shape[:2]
-        return min(1.0, side / max(height * rows, width * cols))
-
-    def _render_layer(
-            self,
-            probe: Probe,
-            item: ReducedLayer,
-            background: np.ndarray,
-            class_names: Optional[Sequence[str]] = None) -> np.ndarray:
-        opts = self.options
-        return render_reduced(
-            item.reduced,
-            background,
-            norm_range=item.norm_range,
-            percentile=None if item.norm_range else opts.percentile,
-            alpha=opts.alpha,
-            colormap=opts.colormap,
-            arrangement=self._grid(item.reduced),
-            image_meta=probe.meta,
-            class_names=class_names)
 
     def report_skipped(self, skipped: Dict[str, str]) -> None:
         """Warn about layers that are not drawn, once per layer."""

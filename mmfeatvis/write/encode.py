@@ -79,6 +79,14 @@ def encode_image(image: np.ndarray, image_format: str = 'jpg') -> bytes:
     return encoded.tobytes()
 
 
+def decode_image(encoded: bytes) -> np.ndarray:
+    """The RGB uint8 pixels of an image :func:`encode_image` encoded."""
+    bgr = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError('OpenCV could not decode the image.')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def check_image_format(image_format: str) -> None:
     """Raise ValueError unless ``image_format`` is one of the hook's
     choices."""

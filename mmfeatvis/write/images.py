@@ -16,7 +16,7 @@ from ..engine_internals import (local_image_dir, tensorboard_file_writer,
 from ..probe import safe_name
 from ..render import ProbeResult
 from .background import log_warning
-from .encode import encode_image, put_atomically
+from .encode import decode_image, encode_image, put_atomically
 from .names import image_names, overview_name
 
 
@@ -45,29 +45,86 @@ def add_image(visualizer: Visualizer,
         step (int): Global step.
         image_format (str): ``'jpg'`` (default) or ``'png'`` (lossless).
     """
-    encoded: Optional[bytes] = None
+    if not vis_backends(visualizer):
+        return
+    try:
+        encoded = encode_image(image, image_format)
+    except Exception as error:
+        WRITE_FAILURES.report('every backend', f'image {name!r} of step '
+                              f'{step}', error)
+        return
+    put_encoded(visualizer, name, encoded, image.shape, step, image_format,
+                image)
+
+
+def put_encoded(visualizer: Visualizer,
+                name: str,
+                encoded: bytes,
+                shape: Tuple[int, ...],
+                step: int,
+                image_format: str = 'jpg',
+                pixels: Optional[np.ndarray] = None,
+                local_written: bool = False) -> None:
+    """Send an encoded image to every backend of ``visualizer``.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        name (str): Image tag; see :func:`add_image`.
+        encoded (bytes): The image, encoded in ``image_format``.
+        shape (tuple[int, ...]): The image's (height, width, 3).
+        step (int): Global step.
+        image_format (str): The encoding of ``encoded``.
+        pixels (np.ndarray, optional): The RGB image, for backends that
+            take arrays; decoded from ``encoded`` when such a backend needs
+            it and it is not given.
+        local_written (bool): The stock local backends' files exist already
+            (:func:`local_file_name` in :func:`local_image_dirs`).
+    """
     for backend in vis_backends(visualizer).values():
         # One backend's failure (a full or read-only disk) must not keep
         # the image from the others.
         target = f'image {name!r} of step {step}'
         try:
             kind = _own_image_path(backend)
-            if kind is None:
+            if kind == 'local':
+                if not local_written:
+                    target = osp.join(
+                        local_image_dir(backend),
+                        local_file_name(name, step, image_format))
+                    put_atomically(encoded, target)
+            elif kind == 'tensorboard':
+                _add_tensorboard_image(backend, name, encoded, shape, step)
+            else:
+                if pixels is None:
+                    pixels = decode_image(encoded)
                 backend.add_image(
                     safe_name(name) if isinstance(backend, LocalVisBackend)
-                    else name, image, step)
-                continue
-            if encoded is None:
-                encoded = encode_image(image, image_format)
-            if kind == 'local':
-                file_name = f'{safe_name(name)}_{step}.{image_format}'
-                target = osp.join(local_image_dir(backend), file_name)
-                put_atomically(encoded, target)
-            else:
-                _add_tensorboard_image(backend, name, encoded, image.shape,
-                                       step)
+                    else name, pixels, step)
         except Exception as error:
             WRITE_FAILURES.report(type(backend).__name__, target, error)
+
+
+def local_file_name(name: str, step: int, image_format: str) -> str:
+    """The file of image ``name`` at ``step`` in a local backend's
+    ``vis_image`` folder."""
+    return f'{safe_name(name)}_{step}.{image_format}'
+
+
+def local_image_dirs(visualizer: Visualizer) -> List[str]:
+    """The ``vis_image`` folders of the stock local backends, whose files
+    :func:`put_encoded` leaves to the caller when told they exist."""
+    return [
+        local_image_dir(backend)
+        for backend in vis_backends(visualizer).values()
+        if _own_image_path(backend) == 'local'
+    ]
+
+
+def wants_pixels(visualizer: Visualizer) -> bool:
+    """Whether a backend takes RGB arrays rather than encoded bytes."""
+    return any(
+        _own_image_path(backend) is None
+        for backend in vis_backends(visualizer).values())
 
 
 class WriteFailures:
@@ -212,6 +269,22 @@ def _add_tensorboard_scalars(backend: TensorboardVisBackend,
     tensorboard_file_writer(backend).add_summary(summary, step)
 
 
+def firing_images(results: List[ProbeResult], per_layer: bool = True,
+                  overview: bool = True) -> List[Tuple[str, np.ndarray]]:
+    """The tags and RGB images of one firing, in the order they are
+    written: each probe's overview, then its layers."""
+    images: List[Tuple[str, np.ndarray]] = []
+    for result in results:
+        if not result.has_images:
+            continue
+        if overview:
+            images.append((overview_name(result.probe), result.overview()))
+        if per_layer:
+            images.extend((name, result.layer_images[layer])
+                          for layer, name in image_names(result).items())
+    return images
+
+
 def write_results(visualizer: Visualizer,
                   results: List[ProbeResult],
                   step: int,
@@ -231,17 +304,7 @@ def write_results(visualizer: Visualizer,
     Returns:
         list[str]: The image tags written.
     """
-    written: List[str] = []
-    for result in results:
-        if not result.has_images:
-            continue
-        if overview:
-            name = overview_name(result.probe)
-            add_image(visualizer, name, result.overview(), step, image_format)
-            written.append(name)
-        if per_layer:
-            for layer, name in image_names(result).items():
-                add_image(visualizer, name, result.layer_images[layer], step,
-                          image_format)
-                written.append(name)
-    return written
+    images = firing_images(results, per_layer, overview)
+    for name, image in images:
+        add_image(visualizer, name, image, step, image_format)
+    return [name for name, _ in images]

@@ -25,7 +25,8 @@ def main() -> None:
     args = parser.parse_args()
     dist.init_process_group('gloo')
     hook = dict(type='FeatmapVisHook', probe=args.probe,
-                target_layers=['backbone.*', 'tokens'], interval=2)
+                target_layers=['backbone.*', 'tokens'], interval=2,
+                per_layer=True)
     runner = FlexibleRunner(
         model=dict(type='TinyTokenNet'),
         work_dir=args.work_dir,

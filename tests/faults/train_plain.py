@@ -23,6 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     hook = dict(type='FeatmapVisHook', probe=args.probe,
                 target_layers=['backbone', 'tokens'], interval=1,
+                per_layer=True,
                 **json.loads(args.hook))
     runner = plain_runner(args.work_dir, [hook], max_iters=args.max_iters)
     print(f'log_dir={runner.log_dir}', flush=True)

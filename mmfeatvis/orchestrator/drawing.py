@@ -1,0 +1,281 @@
+"""A firing's pictures: render, encode and write its local files.
+
+:class:`FeatmapDrawer` turns the reduced maps of one probe into a
+:class:`~mmfeatvis.render.ProbeResult`; :func:`draw_firing` does that for
+every probe of a firing, encodes each image once and writes the local
+files. It needs nothing but the :class:`DrawRequest` (the host maps and
+the drawing options), so the hook runs it in its drawing process
+(:class:`~mmfeatvis.write.DrawingProcess`), away from the training
+process's interpreter lock; the backends that live in the training process
+(TensorBoard, any other) get the encoded images afterwards, there.
+"""
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..options import DrawOptions
+from ..probe import Probe
+from ..reduce import ProbeMaps, ReducedLayer
+from ..reduce.featmap import ReducedFeatmap
+from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
+                      fitted_arrangement, image_at, render_reduced)
+from ..write import encode_image, firing_images, put_atomically
+from ..write.images import local_file_name
+
+
+class FeatmapDrawer:
+    """Draws reduced maps over their probe image (host only, any thread).
+
+    Args:
+        options (DrawOptions): The drawing options.
+
+    Attributes:
+        notes (list[str]): Warnings for the run's log, such as a probe
+            drawn smaller than its size; the caller logs them (the drawing
+            process has no log of its own).
+    """
+
+    def __init__(self, options: DrawOptions) -> None:
+        self.options = options
+        self.notes: List[str] = []
+
+    def render(self,
+               maps: ProbeMaps,
+               class_names: Optional[Sequence[str]] = None,
+               *,
+               layer_images: bool = True,
+               overview_tile_side: Optional[int] = None) -> ProbeResult:
+        """Draw one probe's reduced maps.
+
+        Args:
+            maps (ProbeMaps): The reduced maps, on the host.
+            class_names (Sequence[str], optional): Names of predicted
+                labels.
+            layer_images (bool): Draw every map at the original image's
+                size (``result.layer_images``). Defaults to True.
+            overview_tile_side (int, optional): Also draw every map with
+                its longer side at most this, on a copy of the image
+                resampled once (``result.overview_tiles``): cheaper and
+                sharper than shrinking the full-size images for
+                ``result.overview()``. Defaults to None: no tiles.
+        """
+        probe = maps.probe
+        result = ProbeResult(
+            probe.name,
+            skipped=dict(maps.skipped),
+            colormap=self.options.colormap)
+        for item in maps.layers:
+            if item.norm_range is not None:
+                result.ranges[item.layer] = tuple(item.norm_range)
+            if item.own_range is not None:
+                result.own_ranges[item.layer] = tuple(item.own_range)
+            if item.reanchored:
+                result.reanchored.add(item.layer)
+            if item.reduced.kind == 'rgb':
+                result.rgb_layers.add(item.layer)
+        backgrounds: Dict[Tuple[int, int], np.ndarray] = {}
+        height, width = probe.image.shape[:2]
+
+        def background(scale: float) -> np.ndarray:
+            # Predictions are drawn once per size, on the resampled image.
+            hw = (max(1, round(height * scale)), max(1, round(width * scale)))
+            if hw not in backgrounds:
+                image = image_at(probe.image, hw, probe.resized)
+                if maps.prediction is not None:
+                    image = draw_sample(image, maps.prediction,
+                                        self.options.score_thr, class_names,
+                                        hw[0] / height)
+                backgrounds[hw] = image
+            return backgrounds[hw]
+
+        for item in maps.layers:
+            scale = 1.0
+            if layer_images:
+                if self.options.max_image_side:
+                    scale = self._tile_scale(probe, item.reduced,
+                                             self.options.max_image_side)
+                    if scale < 1:
+                        self._note_cap(probe)
+                result.layer_images[item.layer] = self._render_layer(
+                    probe, item, background(scale), class_names)
+            if overview_tile_side:
+                tile_scale = self._tile_scale(probe, item.reduced,
+                                              overview_tile_side)
+                if layer_images and tile_scale == scale:
+                    # A small image's tile is its full picture: draw once.
+                    tile = result.layer_images[item.layer]
+                else:
+                    tile = self._render_layer(probe, item,
+                                              background(tile_scale),
+                                              class_names)
+                result.overview_tiles[item.layer] = tile
+        return result
+
+    def _note_cap(self, probe: Probe) -> None:
+        height, width = probe.image.shape[:2]
+        note = (f'mmfeatvis: the images of probe {probe.name} '
+                f'({width}x{height}) are drawn at most '
+                f'{self.options.max_image_side} px on their longer side '
+                '(max_image_side); the whole probe is still drawn, '
+                'resampled.')
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def _grid(self, reduced: ReducedFeatmap) -> Tuple[int, int]:
+        """Rows and columns of a layer's picture: the arrangement, shrunk
+        to the channels there are (a grid never has empty rows)."""
+        if not reduced.is_grid:
+            return 1, 1
+        return fitted_arrangement(self.options.arrangement,
+                                  int(reduced.maps.shape[0]))
+
+    def _tile_scale(self, probe: Probe, reduced: ReducedFeatmap,
+                    side: int) -> float:
+        rows, cols = self._grid(reduced)
+        height, width = probe.image.shape[:2]
+        return min(1.0, side / max(height * rows, width * cols))
+
+    def _render_layer(
+            self,
+            probe: Probe,
+            item: ReducedLayer,
+            background: np.ndarray,
+            class_names: Optional[Sequence[str]] = None) -> np.ndarray:
+        opts = self.options
+        return render_reduced(
+            item.reduced,
+            background,
+            norm_range=item.norm_range,
+            percentile=None if item.norm_range else opts.percentile,
+            alpha=opts.alpha,
+            colormap=opts.colormap,
+            arrangement=self._grid(item.reduced),
+            image_meta=probe.meta,
+            class_names=class_names)
+
+
+@dataclass
+class DrawRequest:
+    """Everything :func:`draw_firing` needs: picklable, small.
+
+    Attributes:
+        options (DrawOptions): The drawing options.
+        maps (list[ProbeMaps]): The firing's maps, on the host; see
+            :func:`portable_maps`.
+        step (int): The training iteration (in the local file names).
+        class_names (list[str], optional): Names of predicted labels.
+        per_layer (bool): Draw one image per captured map.
+        overview (bool): Draw one composed image per probe.
+        image_format (str): ``'jpg'`` or ``'png'``.
+        local_dirs (list[str]): Folders of the local backends whose files
+            are written here (``vis_image`` of a stock ``LocalVisBackend``).
+        keep_pixels (bool): Return the RGB pixels too, for backends that
+            take arrays (any but the local and TensorBoard ones).
+    """
+    options: DrawOptions
+    maps: List[ProbeMaps]
+    step: int
+    class_names: Optional[List[str]] = None
+    per_layer: bool = False
+    overview: bool = True
+    image_format: str = 'jpg'
+    local_dirs: List[str] = field(default_factory=list)
+    keep_pixels: bool = False
+
+
+@dataclass
+class DrawnImage:
+    """One encoded image of a firing."""
+    tag: str
+    encoded: bytes
+    shape: Tuple[int, ...]
+    pixels: Optional[np.ndarray] = None
+
+
+@dataclass
+class DrawnFiring:
+    """What :func:`draw_firing` made.
+
+    Attributes:
+        images (list[DrawnImage]): In the order they are written.
+        notes (list[str]): Warnings for the run's log.
+        failures (list[tuple[str, str, Exception]]): Local files that could
+            not be written: ``(backend, file, error)``.
+    """
+    images: List[DrawnImage] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    failures: List[Tuple[str, str, Exception]] = field(default_factory=list)
+
+
+def draw_firing(request: DrawRequest) -> DrawnFiring:
+    """Render, encode (once per image) and write the local files of one
+    firing; the other backends get the result from the caller.
+
+    Runs in the drawing process or on the writer thread alike.
+    """
+    drawer = FeatmapDrawer(request.options)
+    results = [
+        drawer.render(
+            _host_maps(maps),
+            request.class_names,
+            layer_images=request.per_layer,
+            overview_tile_side=OVERVIEW_TILE_SIDE
+            if request.overview else None) for maps in request.maps
+    ]
+    drawn = DrawnFiring(notes=drawer.notes)
+    for tag, pixels in firing_images(results, request.per_layer,
+                                     request.overview):
+        encoded = encode_image(pixels, request.image_format)
+        for folder in request.local_dirs:
+            path = f'{folder}/' + local_file_name(tag, request.step,
+                                                  request.image_format)
+            try:
+                put_atomically(encoded, path)
+            except Exception as error:  # the other backends still get it
+                drawn.failures.append(('LocalVisBackend', path, error))
+        drawn.images.append(
+            DrawnImage(tag, encoded, pixels.shape,
+                       pixels if request.keep_pixels else None))
+    return drawn
+
+
+def portable_maps(maps: ProbeMaps) -> ProbeMaps:
+    """A copy of host ``maps`` that pickles small and fast: the probe
+    without its model input (drawing needs only the image and its meta),
+    the maps as NumPy arrays (torch pickles tensors through its own
+    serialiser, at many times the cost). :func:`draw_firing` turns them
+    back."""
+    layers = [
+        dataclasses.replace(
+            item,
+            reduced=dataclasses.replace(
+                item.reduced,
+                maps=_numpy(item.reduced.maps),
+                channels=_numpy(item.reduced.channels),
+                basis=None)) for item in maps.layers
+    ]
+    probe = maps.probe
+    return ProbeMaps(
+        Probe(probe.name, probe.image, {}, probe.meta, probe.source),
+        skipped=dict(maps.skipped),
+        prediction=maps.prediction,
+        _layers=layers)
+
+
+def _host_maps(maps: ProbeMaps) -> ProbeMaps:
+    """Undo :func:`portable_maps`' NumPy arrays (maps of the writer thread
+    pass unchanged)."""
+    for item in maps.layers:
+        reduced = item.reduced
+        if isinstance(reduced.maps, np.ndarray):
+            reduced.maps = torch.from_numpy(reduced.maps)
+        if isinstance(reduced.channels, np.ndarray):
+            reduced.channels = torch.from_numpy(reduced.channels)
+    return maps
+
+
+def _numpy(value: Optional[torch.Tensor]) -> Optional[np.ndarray]:
+    return None if value is None else value.detach().cpu().numpy()

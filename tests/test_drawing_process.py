@@ -1,0 +1,139 @@
+"""The drawing process: rendering and encoding outside the training process,
+with the same pictures, nothing lost when it dies, and Ctrl-C ignored."""
+import os
+import os.path as osp
+import signal
+import time
+
+import pytest
+from conftest import TinyTokenNet, plain_runner
+from mmengine.visualization import Visualizer
+from test_write import KeepingVisBackend  # noqa: F401 (registers it)
+
+from mmfeatvis.hooks import FeatmapVisHook
+from mmfeatvis.probe import ProbeBuilder
+from mmfeatvis.testing import read_tensorboard, read_tensorboard_image
+from mmfeatvis.write import DrawingProcess, DrawingProcessGone, decode_image
+
+
+@pytest.fixture
+def process():
+    drawing = DrawingProcess()
+    yield drawing
+    drawing.close()
+
+
+def test_calls_run_in_another_process_at_idle_priority(process):
+    child = int(process.call(os.readlink, '/proc/self'))
+    assert child == process.pid != os.getpid()
+    if hasattr(os, 'SCHED_IDLE'):
+        assert os.sched_getscheduler(child) == os.SCHED_IDLE
+    # It ignores Ctrl-C, which reaches the whole process group: the
+    # training process still needs it to draw what is queued.
+    os.kill(child, signal.SIGINT)
+    time.sleep(0.2)
+    assert process.call(os.readlink, '/proc/self') == str(child)
+
+
+def test_an_error_there_names_itself_and_the_process_goes_on(process):
+    with pytest.raises(RuntimeError, match="ValueError: invalid literal"):
+        process.call(int, 'seven')
+    assert process.call(int, '7') == 7
+
+
+def test_a_dead_process_says_so(process):
+    process.start()
+    os.kill(process.pid, signal.SIGKILL)
+    with pytest.raises(DrawingProcessGone, match='exit status -9'):
+        process.call(int, '7')
+    assert not process.alive
+    with pytest.raises(DrawingProcessGone):
+        process.call(int, '7')
+
+
+def _visualizer(tmp_path, name: str) -> Visualizer:
+    return Visualizer(
+        name=name,
+        vis_backends=[
+            dict(type='LocalVisBackend'),
+            dict(type='TensorboardVisBackend'),
+            dict(type='KeepingVisBackend'),
+        ],
+        save_dir=str(tmp_path / name))
+
+
+def _fired(probe_image_path):
+    model = TinyTokenNet()
+    hook = FeatmapVisHook(probe=probe_image_path, target_layers=['backbone'])
+    orchestrator = hook.orchestrator
+    orchestrator.resolve(model)
+    probe = ProbeBuilder({}).build(probe_image_path, model)[0]
+    return orchestrator, orchestrator.fire(model, [probe])
+
+
+def _local_files(tmp_path, name: str) -> dict:
+    folder = tmp_path / name / 'vis_data' / 'vis_image'
+    return {
+        file: (folder / file).read_bytes()
+        for file in sorted(os.listdir(folder))
+    }
+
+
+def test_the_process_draws_the_same_bytes_as_the_writer_thread(
+        tmp_path, probe_image_path, process):
+    orchestrator, maps = _fired(probe_image_path)
+    here, there = (_visualizer(tmp_path, name) for name in ('here', 'there'))
+    tags = orchestrator.write(here, maps, 3, per_layer=True)
+    assert orchestrator.write(
+        there, maps, 3, per_layer=True, process=process) == tags
+    assert tags == [
+        'featvis/grace_hopper/overview', 'featvis/grace_hopper/backbone'
+    ]
+    local = _local_files(tmp_path, 'there')
+    assert local == _local_files(tmp_path, 'here') and len(local) == 2
+    # The backend that takes arrays got the pixels from the process.
+    kept = here.get_backend('KeepingVisBackend').images
+    assert kept.keys() == there.get_backend('KeepingVisBackend').images.keys()
+    for visualizer in (here, there):
+        visualizer.get_backend('TensorboardVisBackend').close()
+    for tag in tags:
+        # TensorBoard got the same pictures through the training process.
+        theirs = read_tensorboard_image(
+            str(tmp_path / 'there' / 'vis_data'), tag, 3)
+        assert (theirs == read_tensorboard_image(
+            str(tmp_path / 'here' / 'vis_data'), tag, 3)).all()
+    overview = decode_image(local['featvis_grace_hopper_overview_3.jpg'])
+    assert overview.std() > 20  # a picture, not a blank canvas
+
+
+def test_a_dead_process_loses_no_image(tmp_path, probe_image_path,
+                                       process):
+    orchestrator, maps = _fired(probe_image_path)
+    visualizer = _visualizer(tmp_path, 'after_death')
+    process.start()
+    os.kill(process.pid, signal.SIGKILL)
+    tags = orchestrator.write(visualizer, maps, 5, per_layer=False,
+                              process=process)
+    assert tags == ['featvis/grace_hopper/overview']
+    assert list(_local_files(tmp_path, 'after_death')) == [
+        'featvis_grace_hopper_overview_5.jpg'
+    ]
+    # Later firings are drawn in the training process straight away.
+    assert orchestrator.write(
+        visualizer, maps, 6, per_layer=False, process=process) == tags
+    assert len(_local_files(tmp_path, 'after_death')) == 2
+
+
+def test_a_run_draws_through_the_process_by_default(tmp_path,
+                                                    probe_image_path):
+    runner = plain_runner(
+        str(tmp_path),
+        [dict(type='FeatmapVisHook', probe=probe_image_path, interval=2)],
+        max_iters=4)
+    runner.train()
+    hook = next(h for h in runner.hooks if isinstance(h, FeatmapVisHook))
+    assert hook.draw_process
+    images, scalars = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
+    # The overview alone: per-layer images are opt-in.
+    assert images == {'featvis/grace_hopper/overview': [0, 2, 4]}
+    assert scalars['featvis/grace_hopper/backbone/mean'][-1][0] == 4
