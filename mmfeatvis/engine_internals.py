@@ -41,6 +41,11 @@ def local_image_dir(backend: LocalVisBackend) -> str:
     return backend.experiment._img_save_dir
 
 
+def local_scalar_file(backend: LocalVisBackend) -> str:
+    """The ``scalars.json`` of a local backend (initialises the backend)."""
+    return backend.experiment._scalar_save_file
+
+
 def tensorboard_file_writer(backend: TensorboardVisBackend) -> Any:
     """The event file writer behind a TensorBoard backend, checksumming in
     C."""

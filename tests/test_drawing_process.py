@@ -12,7 +12,8 @@ from test_write import KeepingVisBackend  # noqa: F401 (registers it)
 
 from mmfeatvis.hooks import FeatmapVisHook
 from mmfeatvis.probe import ProbeBuilder
-from mmfeatvis.testing import read_tensorboard, read_tensorboard_image
+from mmfeatvis.testing import (read_scalar_log, read_tensorboard,
+                               read_tensorboard_image)
 from mmfeatvis.write import DrawingProcess, DrawingProcessGone, decode_image
 
 
@@ -136,4 +137,11 @@ def test_a_run_draws_through_the_process_by_default(tmp_path,
     images, scalars = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
     # The overview alone: per-layer images are opt-in.
     assert images == {'featvis/grace_hopper/overview': [0, 2, 4]}
-    assert scalars['featvis/grace_hopper/backbone/mean'][-1][0] == 4
+    assert [step for step, _ in scalars['featvis/grace_hopper/backbone/mean']
+            ] == [0, 2, 4]
+    # The local scalars.json got each firing's statistics once, from the
+    # drawing process, beside the Runner's own lines.
+    lines = read_scalar_log(osp.join(runner.log_dir, 'vis_data'))
+    assert [line['step'] for line in lines
+            if 'featvis/grace_hopper/backbone/mean' in line] == [0, 2, 4]
+    assert any('loss' in line for line in lines)

@@ -225,3 +225,22 @@ def test_the_writer_thread_leaves_torchs_thread_count_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_scalar_lines_are_those_of_the_local_backend(tmp_path):
+    """The drawing process appends the local backend's statistics lines
+    itself: they read as mmengine's own ``add_scalars`` writes them."""
+    from mmfeatvis.write.images import append_scalar_lines
+    scalars = {
+        'featvis/dog/neck_0/mean': 0.25,
+        'featvis/dog/neck_0/std': 1.5,
+        'featvis/dog/neck_1/mean': -3.0,
+    }
+    backend = LocalVisBackend(str(tmp_path / 'mmengine'))
+    for layer in ('neck_0', 'neck_1'):
+        backend.add_scalars(
+            {k: v for k, v in scalars.items() if f'/{layer}/' in k}, step=7)
+    ours = tmp_path / 'ours.json'
+    append_scalar_lines(str(ours), scalars, 7)
+    theirs = (tmp_path / 'mmengine' / 'scalars.json').read_text()
+    assert ours.read_text() == theirs and theirs.count('\n') == 2

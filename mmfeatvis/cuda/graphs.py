@@ -11,7 +11,6 @@ forward pass in tensor mode, whose kernels at batch 1 are launched faster
 than Python can.
 """
 import copy
-import itertools
 import logging
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
@@ -20,6 +19,7 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from ..capture.isolation import all_modules
 from .transfer import HostCopy, pack
 
 #: What a reduction returns: anything for the caller (kept as recorded) and
@@ -149,9 +149,21 @@ def storage_signature(model: nn.Module) -> Tuple[Hashable, ...]:
     """Where the model's parameters and buffers live, as a recorded graph
     reads them: it stays valid while they are updated in place (optimiser
     steps, BatchNorm statistics, ``load_state_dict``) and not once one is
-    replaced or moved."""
-    return tuple((t.data_ptr(), t.dtype, tuple(t.shape))
-                 for t in itertools.chain(model.parameters(), model.buffers()))
+    replaced or moved.
+
+    It is checked at every replay, so it reads each module's own tensors
+    straight from its dicts: ``model.parameters()`` and ``buffers()`` build
+    a dotted name for every module and tensor on the way, several times
+    the cost of the replay's own Python on a large model.
+    """
+    signature = []
+    for module in all_modules(model):
+        for tensors in (module._parameters, module._buffers):
+            for tensor in tensors.values():
+                if tensor is not None:
+                    signature.append(
+                        (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)))
+    return tuple(signature)
 
 
 class ReplayedForward:

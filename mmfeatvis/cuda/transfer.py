@@ -104,7 +104,9 @@ class HostCopy:
             host = torch.empty(buffer.shape, dtype=buffer.dtype,
                                pin_memory=True)
             host.copy_(buffer, non_blocking=True)
-            done = torch.cuda.Event()
+            # Blocking: the writer thread sleeps while it waits, rather
+            # than spin a core that training or its data loaders need.
+            done = torch.cuda.Event(blocking=True)
             done.record()
         else:
             host, done = buffer.cpu(), None

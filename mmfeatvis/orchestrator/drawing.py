@@ -23,7 +23,7 @@ from ..reduce.featmap import ReducedFeatmap
 from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
                       fitted_arrangement, image_at, render_reduced)
 from ..write import encode_image, firing_images, put_atomically
-from ..write.images import local_file_name
+from ..write.images import append_scalar_lines, local_file_name
 
 
 class FeatmapDrawer:
@@ -174,6 +174,10 @@ class DrawRequest:
             are written here (``vis_image`` of a stock ``LocalVisBackend``).
         keep_pixels (bool): Return the RGB pixels too, for backends that
             take arrays (any but the local and TensorBoard ones).
+        scalars (dict[str, float]): Activation statistics, appended here
+            to the local backends' ``scalar_files``.
+        scalar_files (list[str]): ``scalars.json`` of the stock local
+            backends.
     """
     options: DrawOptions
     maps: List[ProbeMaps]
@@ -184,6 +188,8 @@ class DrawRequest:
     image_format: str = 'jpg'
     local_dirs: List[str] = field(default_factory=list)
     keep_pixels: bool = False
+    scalars: Dict[str, float] = field(default_factory=dict)
+    scalar_files: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -212,7 +218,8 @@ class DrawnFiring:
 
 def draw_firing(request: DrawRequest) -> DrawnFiring:
     """Render, encode (once per image) and write the local files of one
-    firing; the other backends get the result from the caller.
+    firing (images and statistics); the other backends get the result from
+    the caller.
 
     Runs in the drawing process or on the writer thread alike.
     """
@@ -226,6 +233,11 @@ def draw_firing(request: DrawRequest) -> DrawnFiring:
             if request.overview else None) for maps in request.maps
     ]
     drawn = DrawnFiring(notes=drawer.notes)
+    for path in request.scalar_files:
+        try:
+            append_scalar_lines(path, request.scalars, request.step)
+        except Exception as error:  # the images still get through
+            drawn.failures.append(('LocalVisBackend', path, error))
     for tag, pixels in firing_images(results, request.per_layer,
                                      request.overview):
         encoded = encode_image(pixels, request.image_format)

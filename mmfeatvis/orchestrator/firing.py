@@ -34,8 +34,8 @@ from ..reduce import (STATS_KEYS, DeviceLayer, ProbeMaps, ReducedLayer,
 from ..reduce.classes import CLASS_REDUCTIONS, PROBABILITY_RANGE
 from ..render import ProbeResult
 from ..write import (WRITE_FAILURES, DrawingProcess, DrawingProcessGone,
-                     local_image_dirs, put_encoded, stat_scalars, wants_pixels,
-                     write_scalars)
+                     local_image_dirs, local_scalar_files, put_encoded,
+                     stat_scalars, wants_pixels, write_scalars)
 from .drawing import (DrawnFiring, DrawRequest, FeatmapDrawer, draw_firing,
                       portable_maps)
 
@@ -164,6 +164,13 @@ class FeatmapOrchestrator:
         # A sharded wrapper gathers parameters with collectives: no graph.
         graphs = (
             self.use_cuda_graphs and mode == 'tensor' and call_model is model)
+        if graphs:
+            ready = self._ready_replays(model, probes)
+            if ready is not None:
+                # Replays read the recorded eval-mode pass and touch no
+                # module, flag, hook or generator: nothing to isolate.
+                return [(probe, replay.replay(), None)
+                        for probe, replay in zip(probes, ready)]
         captured = []
         replayed = set()  # a replay overwrites the maps of the one before
         # One walk over the modules serves both (it runs at every firing).
@@ -189,6 +196,20 @@ class FeatmapOrchestrator:
                 captured.append(
                     (probe, features, outputs if mode == 'predict' else None))
         return captured
+
+    def _ready_replays(self, model: nn.Module, probes: Sequence[Probe]
+                       ) -> Optional[List[ReplayedForward]]:
+        """The valid recorded forward of every probe, or None where one
+        has none (or two probes share one, whose replays would overwrite
+        each other's maps): then :meth:`capture` takes the full path."""
+        keys = [_forward_key(model, probe) for probe in probes]
+        if len(set(keys)) < len(keys):
+            return None
+        ready = [self.forward_replays.recorded(key) for key in keys]
+        if any(replay is None or not replay.valid_for(model)
+               for replay in ready):
+            return None
+        return ready
 
     def _forward_replay(self, key: Hashable, model: nn.Module, probe: Probe,
                         capture: FeatureCapture) -> Optional[ReplayedForward]:
@@ -460,10 +481,13 @@ class FeatmapOrchestrator:
         Returns:
             list[str]: The image tags written.
         """
-        if stats:
-            write_scalars(visualizer, stat_scalars(maps), step)
+        scalars = stat_scalars(maps) if stats else {}
         if not (per_layer or overview) or not vis_backends(visualizer):
+            write_scalars(visualizer, scalars, step)
             return []
+        # The local backends' lines are appended where the images are
+        # drawn; TensorBoard's and any other backend's are written here.
+        write_scalars(visualizer, scalars, step, local_written=True)
         request = DrawRequest(
             self.options, [item.wait() for item in maps],
             step,
@@ -472,7 +496,9 @@ class FeatmapOrchestrator:
             overview=overview,
             image_format=image_format,
             local_dirs=local_image_dirs(visualizer),
-            keep_pixels=wants_pixels(visualizer))
+            keep_pixels=wants_pixels(visualizer),
+            scalars=scalars,
+            scalar_files=local_scalar_files(visualizer) if scalars else [])
         drawn = self._drawn_elsewhere(process, request)
         if drawn is None:
             drawn = draw_firing(request)

@@ -3,6 +3,7 @@
 Each image is encoded once for all backends; one backend's failure never
 keeps an image from the others (:data:`WRITE_FAILURES` counts them).
 """
+import json
 import os.path as osp
 import threading
 from typing import Any, Dict, List, Optional, Tuple
@@ -11,8 +12,9 @@ import numpy as np
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
                                     Visualizer)
 
-from ..engine_internals import (local_image_dir, tensorboard_file_writer,
-                                use_compiled_crc32c, vis_backends)
+from ..engine_internals import (local_image_dir, local_scalar_file,
+                                tensorboard_file_writer, use_compiled_crc32c,
+                                vis_backends)
 from ..probe import safe_name
 from ..render import ProbeResult
 from .background import log_warning
@@ -120,6 +122,41 @@ def local_image_dirs(visualizer: Visualizer) -> List[str]:
     ]
 
 
+def local_scalar_files(visualizer: Visualizer) -> List[str]:
+    """The ``scalars.json`` of the stock local backends, whose lines
+    :func:`write_scalars` leaves to the caller when told they exist."""
+    return [
+        local_scalar_file(backend)
+        for backend in vis_backends(visualizer).values()
+        if _stock(backend, LocalVisBackend, 'add_scalars', '_dump')
+    ]
+
+
+def append_scalar_lines(path: str, scalars: Dict[str, float],
+                        step: int) -> None:
+    """Append ``scalars`` to a local backend's ``scalars.json`` as its own
+    ``add_scalars`` would, one line per group (see :func:`write_scalars`),
+    each line in one ``write`` of a file opened for appending."""
+    lines = [
+        json.dumps({**group, 'step': step}) + '\n'
+        for group in _scalar_groups(scalars).values()
+    ]
+    with open(path, 'a') as file:
+        for line in lines:
+            file.write(line)
+            file.flush()
+
+
+def _scalar_groups(
+        scalars: Dict[str, float]) -> Dict[str, Dict[str, float]]:
+    """A layer's statistics share everything but the last ``/`` part of
+    their names."""
+    groups: Dict[str, Dict[str, float]] = {}
+    for name, value in scalars.items():
+        groups.setdefault(name.rpartition('/')[0], {})[name] = value
+    return groups
+
+
 def wants_pixels(visualizer: Visualizer) -> bool:
     """Whether a backend takes RGB arrays rather than encoded bytes."""
     return any(
@@ -225,8 +262,10 @@ def prepare_backends(visualizer: Visualizer) -> None:
             use_compiled_crc32c()
 
 
-def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
-                  step: int) -> None:
+def write_scalars(visualizer: Visualizer,
+                  scalars: Dict[str, float],
+                  step: int,
+                  local_written: bool = False) -> None:
     """Send scalars to every backend.
 
     TensorBoard gets them as one summary of many values (one event instead
@@ -239,17 +278,26 @@ def write_scalars(visualizer: Visualizer, scalars: Dict[str, float],
     written by one ``write`` in append mode, which concurrent lines cannot
     split, whereas one line of all layers could exceed the file buffer and
     be written in pieces.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        scalars (dict[str, float]): Values by name.
+        step (int): Global step.
+        local_written (bool): The stock local backends' lines are written
+            already (:func:`append_scalar_lines` on
+            :func:`local_scalar_files`).
     """
     if not scalars:
         return
-    groups: Dict[str, Dict[str, float]] = {}
-    for name, value in scalars.items():
-        groups.setdefault(name.rpartition('/')[0], {})[name] = value
+    groups = _scalar_groups(scalars)
     for backend in vis_backends(visualizer).values():
         try:
             if _stock(backend, TensorboardVisBackend, 'add_scalars',
                       'add_scalar'):
                 _add_tensorboard_scalars(backend, scalars, step)
+                continue
+            if local_written and _stock(backend, LocalVisBackend,
+                                        'add_scalars', '_dump'):
                 continue
             for group in groups.values():
                 backend.add_scalars(group, step=step)

@@ -59,8 +59,7 @@ def stat_scalars(maps: Iterable[ProbeMaps]) -> Dict[str, float]:
     scalars: Dict[str, float] = {}
     for probe_maps in maps:
         for layer, stats in probe_maps.stats.items():
+            tag = image_tag(probe_maps.probe.name, layer)
             for stat, value in stats.items():
-                scalars[
-                    f'{image_tag(probe_maps.probe.name, layer)}/{stat}'] = (
-                        float(value))
+                scalars[f'{tag}/{stat}'] = float(value)
     return scalars
