@@ -129,19 +129,30 @@ def test_a_run_draws_through_the_process_by_default(tmp_path,
                                                     probe_image_path):
     runner = plain_runner(
         str(tmp_path),
-        [dict(type='FeatmapVisHook', probe=probe_image_path, interval=2)],
-        max_iters=4)
+        [dict(type='FeatmapVisHook', probe=probe_image_path, interval=1)],
+        max_iters=4,
+        visualizer=dict(
+            type='Visualizer',
+            vis_backends=[
+                dict(type='LocalVisBackend'),
+                dict(type='TensorboardVisBackend'),
+                dict(type='KeepingVisBackend')
+            ]))
     runner.train()
+    # Every backend got every firing's image, in step order.
+    kept = runner.visualizer.get_backend('KeepingVisBackend').images
+    assert list(kept) == [('featvis/grace_hopper/overview', step)
+                          for step in range(5)]
     hook = next(h for h in runner.hooks if isinstance(h, FeatmapVisHook))
     assert hook.draw_process
     images, scalars = read_tensorboard(osp.join(runner.log_dir, 'vis_data'))
     # The overview alone: per-layer images are opt-in.
-    assert images == {'featvis/grace_hopper/overview': [0, 2, 4]}
+    assert images == {'featvis/grace_hopper/overview': [0, 1, 2, 3, 4]}
     assert [step for step, _ in scalars['featvis/grace_hopper/backbone/mean']
-            ] == [0, 2, 4]
+            ] == [0, 1, 2, 3, 4]
     # The local scalars.json got each firing's statistics once, from the
     # drawing process, beside the Runner's own lines.
     lines = read_scalar_log(osp.join(runner.log_dir, 'vis_data'))
     assert [line['step'] for line in lines
-            if 'featvis/grace_hopper/backbone/mean' in line] == [0, 2, 4]
+            if 'featvis/grace_hopper/backbone/mean' in line] == [0, 1, 2, 3, 4]
     assert any('loss' in line for line in lines)

@@ -52,9 +52,13 @@ def log_text(runner) -> str:
 # -- signals, with the writer thread busy on a huge probe --
 def _interrupted(tmp_path, signum: int):
     probe = huge_probe(tmp_path)
+    # In a session of its own, so that the signal reaches its whole process
+    # group, the hook's drawing process included, as a terminal's Ctrl-C
+    # does.
     worker = subprocess.Popen(
         [sys.executable, WORKER, str(tmp_path / 'work'), probe],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
     log_dir = None
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -69,7 +73,7 @@ def _interrupted(tmp_path, signum: int):
             osp.isdir(images) and os.listdir(images)):
         time.sleep(0.05)
     assert worker.poll() is None, worker.stderr.read()
-    worker.send_signal(signum)
+    os.killpg(worker.pid, signum)
     _, stderr = worker.communicate(timeout=240)
     return worker.returncode, stderr, images
 

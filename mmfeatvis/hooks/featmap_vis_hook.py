@@ -445,8 +445,10 @@ class FeatmapVisHook(Hook):
         self._flush()
 
     def after_val(self, runner) -> None:
-        """A validation-only run (``runner.val()``) ends here: flush."""
-        self._flush()
+        """A validation-only run (``runner.val()``) ends here: flush. In a
+        training run the samples are drawn while training goes on."""
+        if built_train_loop(runner) is None:
+            self._flush()
 
     def after_run(self, runner) -> None:
         """Nothing may still be writing when the run ends: the writer

@@ -23,7 +23,7 @@ from ..reduce.featmap import ReducedFeatmap
 from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
                       fitted_arrangement, image_at, render_reduced)
 from ..write import encode_image, firing_images, put_atomically
-from ..write.images import append_scalar_lines, local_file_name
+from ..write.images import EncodedImage, append_scalar_lines, local_file_name
 
 
 class FeatmapDrawer:
@@ -193,25 +193,16 @@ class DrawRequest:
 
 
 @dataclass
-class DrawnImage:
-    """One encoded image of a firing."""
-    tag: str
-    encoded: bytes
-    shape: Tuple[int, ...]
-    pixels: Optional[np.ndarray] = None
-
-
-@dataclass
 class DrawnFiring:
     """What :func:`draw_firing` made.
 
     Attributes:
-        images (list[DrawnImage]): In the order they are written.
+        images (list[EncodedImage]): In the order they are written.
         notes (list[str]): Warnings for the run's log.
         failures (list[tuple[str, str, Exception]]): Local files that could
             not be written: ``(backend, file, error)``.
     """
-    images: List[DrawnImage] = field(default_factory=list)
+    images: List[EncodedImage] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     failures: List[Tuple[str, str, Exception]] = field(default_factory=list)
 
@@ -249,8 +240,8 @@ def draw_firing(request: DrawRequest) -> DrawnFiring:
             except Exception as error:  # the other backends still get it
                 drawn.failures.append(('LocalVisBackend', path, error))
         drawn.images.append(
-            DrawnImage(tag, encoded, pixels.shape,
-                       pixels if request.keep_pixels else None))
+            EncodedImage(tag, encoded, pixels.shape,
+                         pixels if request.keep_pixels else None))
     return drawn
 
 

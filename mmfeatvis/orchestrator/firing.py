@@ -508,16 +508,8 @@ class FeatmapOrchestrator:
                 print_log(note, logger='current', level=logging.WARNING)
         for backend, target, error in drawn.failures:
             WRITE_FAILURES.report(backend, target, error)
-        for image in drawn.images:
-            put_encoded(
-                visualizer,
-                image.tag,
-                image.encoded,
-                image.shape,
-                step,
-                image_format,
-                image.pixels,
-                local_written=True)
+        put_encoded(
+            visualizer, drawn.images, step, image_format, local_written=True)
         return [image.tag for image in drawn.images]
 
     def _drawn_elsewhere(self, process: Optional[DrawingProcess],

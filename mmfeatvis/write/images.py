@@ -6,7 +6,8 @@ keeps an image from the others (:data:`WRITE_FAILURES` counts them).
 import json
 import os.path as osp
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.visualization import (LocalVisBackend, TensorboardVisBackend,
@@ -55,55 +56,82 @@ def add_image(visualizer: Visualizer,
         WRITE_FAILURES.report('every backend', f'image {name!r} of step '
                               f'{step}', error)
         return
-    put_encoded(visualizer, name, encoded, image.shape, step, image_format,
-                image)
+    put_encoded(visualizer, [EncodedImage(name, encoded, image.shape, image)],
+                step, image_format)
 
 
-def put_encoded(visualizer: Visualizer,
-                name: str,
-                encoded: bytes,
-                shape: Tuple[int, ...],
-                step: int,
-                image_format: str = 'jpg',
-                pixels: Optional[np.ndarray] = None,
-                local_written: bool = False) -> None:
-    """Send an encoded image to every backend of ``visualizer``.
+@dataclass
+class EncodedImage:
+    """An image encoded once for every backend.
 
-    Args:
-        visualizer (Visualizer): Usually ``runner.visualizer``.
-        name (str): Image tag; see :func:`add_image`.
-        encoded (bytes): The image, encoded in ``image_format``.
+    Attributes:
+        tag (str): Image tag; see :func:`add_image`.
+        encoded (bytes): The encoded file.
         shape (tuple[int, ...]): The image's (height, width, 3).
-        step (int): Global step.
-        image_format (str): The encoding of ``encoded``.
         pixels (np.ndarray, optional): The RGB image, for backends that
             take arrays; decoded from ``encoded`` when such a backend needs
             it and it is not given.
+    """
+    tag: str
+    encoded: bytes
+    shape: Tuple[int, ...]
+    pixels: Optional[np.ndarray] = None
+
+
+def put_encoded(visualizer: Visualizer,
+                images: Sequence[EncodedImage],
+                step: int,
+                image_format: str = 'jpg',
+                local_written: bool = False) -> None:
+    """Send encoded images of one step to every backend of ``visualizer``.
+
+    TensorBoard gets them all in one event (fewer records, and less of its
+    writer thread's Python beside a training loop that needs the
+    interpreter); the local backend one file each; any other backend one
+    ``add_image`` call each.
+
+    Args:
+        visualizer (Visualizer): Usually ``runner.visualizer``.
+        images (Sequence[EncodedImage]): The images.
+        step (int): Global step.
+        image_format (str): The encoding of the images.
         local_written (bool): The stock local backends' files exist already
             (:func:`local_file_name` in :func:`local_image_dirs`).
     """
+    if not images:
+        return
     for backend in vis_backends(visualizer).values():
-        # One backend's failure (a full or read-only disk) must not keep
-        # the image from the others.
-        target = f'image {name!r} of step {step}'
-        try:
-            kind = _own_image_path(backend)
-            if kind == 'local':
-                if not local_written:
+        kind = _own_image_path(backend)
+        if kind == 'tensorboard':
+            try:
+                _add_tensorboard_images(backend, images, step)
+            except Exception as error:
+                WRITE_FAILURES.report(
+                    type(backend).__name__,
+                    f'the images of step {step} ({images[0].tag}, ...)',
+                    error)
+            continue
+        if kind == 'local' and local_written:
+            continue
+        for image in images:
+            # One failure (a full or read-only disk) must not keep the
+            # image from the others.
+            target = f'image {image.tag!r} of step {step}'
+            try:
+                if kind == 'local':
                     target = osp.join(
                         local_image_dir(backend),
-                        local_file_name(name, step, image_format))
-                    put_atomically(encoded, target)
-            elif kind == 'tensorboard':
-                _add_tensorboard_image(backend, name, encoded, shape, step)
-            else:
-                if pixels is None:
-                    pixels = decode_image(encoded)
+                        local_file_name(image.tag, step, image_format))
+                    put_atomically(image.encoded, target)
+                    continue
+                if image.pixels is None:
+                    image.pixels = decode_image(image.encoded)
                 backend.add_image(
-                    safe_name(name) if isinstance(backend, LocalVisBackend)
-                    else name, pixels, step)
-        except Exception as error:
-            WRITE_FAILURES.report(type(backend).__name__, target, error)
+                    safe_name(image.tag) if isinstance(
+                        backend, LocalVisBackend) else image.tag,
+                    image.pixels, step)
+            except Exception as error:
+                WRITE_FAILURES.report(type(backend).__name__, target, error)
 
 
 def local_file_name(name: str, step: int, image_format: str) -> str:
@@ -225,18 +253,18 @@ def _stock(backend: Any, base: type, *methods: str) -> bool:
         for name in methods)
 
 
-def _add_tensorboard_image(backend: TensorboardVisBackend, name: str,
-                           encoded: bytes, shape: Tuple[int, ...],
-                           step: int) -> None:
+def _add_tensorboard_images(backend: TensorboardVisBackend,
+                            images: Sequence[EncodedImage],
+                            step: int) -> None:
     from tensorboard.compat.proto.summary_pb2 import Summary
     summary = Summary(value=[
         Summary.Value(
-            tag=name,
+            tag=image.tag,
             image=Summary.Image(
-                height=shape[0],
-                width=shape[1],
+                height=image.shape[0],
+                width=image.shape[1],
                 colorspace=3,
-                encoded_image_string=encoded))
+                encoded_image_string=image.encoded)) for image in images
     ])
     tensorboard_file_writer(backend).add_summary(summary, step)
 

@@ -87,7 +87,7 @@ class DrawingProcess:
                 pass_fds=(to_child, from_child),
                 stdin=subprocess.DEVNULL,
                 close_fds=True)
-        except OSError as error:
+        except Exception as error:  # no such interpreter, no pass_fds
             for fd in (to_child, from_parent, to_parent, from_child):
                 os.close(fd)
             self.gone = f'it could not start ({error})'
