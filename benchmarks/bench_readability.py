@@ -4,8 +4,8 @@ against another, in the two regimes users have.
 For each ``--modes`` option and each regime, mmengine's Runner trains
 mmyolo's YOLOv5-n (the demo config) on the generated shapes for
 ``--iters`` iterations with ``FeatmapVisHook`` firing every ``--interval``
-(the defaults except ``alpha=1``, colormap jet, ``draw_pred=False`` and
-``image_format='png'``, so that every pixel's level on the colour scale
+(the defaults except ``alpha=1``, colormap jet, ``draw_pred=False``,
+``per_layer=True`` and ``image_format='png'``, so that every pixel's level on the colour scale
 can be read back exactly). Every per-layer image is then measured
 (:func:`mmfeatvis.testing.readability`): the share of pixels at either end
 of the scale, and the spread of levels of the middle 90% of pixels (a
@@ -87,7 +87,7 @@ def train_cfg(data_root: str, work_dir: str, value_range: str,
         dict(type='FeatmapVisHook', target_layers=['backbone', 'neck'],
              interval=interval, value_range=value_range, alpha=1.0,
              colormap='jet', draw_pred=False, image_format='png',
-             overview=False, with_stats=False)
+             per_layer=True, overview=False, with_stats=False)
     ]
     cfg.work_dir = work_dir
     cfg.load_from = load_from
