@@ -5,11 +5,11 @@ For each ``--modes`` option and each regime, mmengine's Runner trains
 mmyolo's YOLOv5-n (the demo config) on the generated shapes for
 ``--iters`` iterations with ``FeatmapVisHook`` firing every ``--interval``
 (the defaults except ``alpha=1``, colormap jet, ``draw_pred=False``,
-``per_layer=True`` and ``image_format='png'``, so that every pixel's level on the colour scale
-can be read back exactly). Every per-layer image is then measured
-(:func:`mmfeatvis.testing.readability`): the share of pixels at either end
-of the scale, and the spread of levels of the middle 90% of pixels (a
-flat picture has almost none).
+``per_layer=True`` and ``image_format='png'``, so that every pixel's
+level on the colour scale can be read back exactly). Every per-layer
+image is then measured (:func:`mmfeatvis.testing.readability`): the
+share of pixels at either end of the scale, and the spread of levels of
+the middle 90% of pixels (a flat picture has almost none).
 
 Regimes: ``scratch`` starts from random weights (activations grow by
 orders of magnitude in the first iterations); ``finetune`` loads
