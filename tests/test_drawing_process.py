@@ -3,6 +3,8 @@ with the same pictures, nothing lost when it dies, and Ctrl-C ignored."""
 import os
 import os.path as osp
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -156,3 +158,28 @@ def test_a_run_draws_through_the_process_by_default(tmp_path,
     assert [line['step'] for line in lines
             if 'featvis/grace_hopper/backbone/mean' in line] == [0, 1, 2, 3, 4]
     assert any('loss' in line for line in lines)
+
+
+def test_it_ends_with_the_training_process():
+    """Even in the middle of a call: it holds the training process's
+    standard output, which whoever started training may read to the
+    end."""
+    script = ('import os, sys, threading\n'
+              'from mmfeatvis.write import DrawingProcess\n'
+              'process = DrawingProcess()\n'
+              "process.call(int, '1')\n"
+              'print(process.pid, flush=True)\n'
+              "threading.Thread(target=process.call, args=(time_sleep, 60),"
+              ' daemon=True).start()\n'
+              'os._exit(0)\n').replace(
+                  'time_sleep', '__import__("time").sleep')
+    start = time.monotonic()
+    # The output is read to its end: the drawing process holds it too.
+    done = subprocess.run([sys.executable, '-c', script],
+                          capture_output=True, text=True, timeout=120)
+    assert time.monotonic() - start < 40, 'it outlived its parent'
+    child = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and osp.exists(f'/proc/{child}'):
+        time.sleep(0.1)
+    assert not osp.exists(f'/proc/{child}')

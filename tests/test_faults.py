@@ -74,7 +74,13 @@ def _interrupted(tmp_path, signum: int):
         time.sleep(0.05)
     assert worker.poll() is None, worker.stderr.read()
     os.killpg(worker.pid, signum)
-    _, stderr = worker.communicate(timeout=240)
+    try:
+        _, stderr = worker.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        _, stderr = worker.communicate()
+        raise AssertionError('the run did not end within 240 s of the '
+                             f'signal:\n{stderr[-3000:]}')
     return worker.returncode, stderr, images
 
 

@@ -21,6 +21,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
@@ -186,6 +187,7 @@ def drawing_process() -> DrawingProcess:
 def serve(read_fd: int, write_fd: int) -> None:
     """The drawing process's loop: answer calls until the pipe closes."""
     _lower_priority()
+    _exit_with_parent()
     import cv2
     import torch
 
@@ -212,6 +214,20 @@ def serve(read_fd: int, write_fd: int) -> None:
             connection.send_bytes(data)
         except OSError:
             return
+
+
+def _exit_with_parent() -> None:
+    """End this process within a second of the training process, even in
+    the middle of a call: it holds the training process's standard output
+    and error, which whoever started training may be reading to the end."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name='parent-watch', daemon=True).start()
 
 
 def _lower_priority() -> None:
