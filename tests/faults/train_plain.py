@@ -7,6 +7,7 @@ it as a user would (Ctrl-C, ``kill``).
 import argparse
 import json
 import os.path as osp
+import signal
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -21,6 +22,9 @@ def main() -> None:
     parser.add_argument('--hook', default='{}',
                         help='More hook options, as JSON.')
     args = parser.parse_args()
+    # As in a terminal: a shell that starts a job in the background without
+    # job control (CI scripts) hands it Ctrl-C ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     hook = dict(type='FeatmapVisHook', probe=args.probe,
                 target_layers=['backbone', 'tokens'], interval=1,
                 per_layer=True,
