@@ -532,17 +532,8 @@ class FeatmapVisHook(Hook):
         step = self._step(runner)
         names = class_names(
             unwrap_model(runner.model), runner.cfg, runner.visualizer)
-        job = partial(
-            self.orchestrator.write,
-            runner.visualizer,
-            maps,
-            step,
-            names,
-            per_layer=self.per_layer,
-            overview=self.overview,
-            stats=False,
-            image_format=self.image_format,
-            process=self._drawing_process())
+        job = partial(self._write_sample_maps, runner.visualizer, maps, step,
+                      names)
         description = (f'FeatmapVisHook: drawing {len(maps)} '
                        f'{samples.prefix} sample(s) at step {step}')
         try:
@@ -552,6 +543,21 @@ class FeatmapVisHook(Hook):
                 job()
         except Exception as error:
             self._warn(f'{description} failed', error)
+
+    def _write_sample_maps(self, visualizer, maps: List[ProbeMaps],
+                           step: int, names: Optional[Sequence[str]]) -> None:
+        # On the writer thread: the drawing process is asked for here, not
+        # on the loop's thread, which would wait while it draws.
+        self.orchestrator.write(
+            visualizer,
+            maps,
+            step,
+            names,
+            per_layer=self.per_layer,
+            overview=self.overview,
+            stats=False,
+            image_format=self.image_format,
+            process=self._drawing_process())
 
     @staticmethod
     def _warn(what: str, error: Exception) -> None:

@@ -502,10 +502,7 @@ class FeatmapOrchestrator:
         drawn = self._drawn_elsewhere(process, request)
         if drawn is None:
             drawn = draw_firing(request)
-        for note in drawn.notes:
-            if note not in self._noted:
-                self._noted.add(note)
-                print_log(note, logger='current', level=logging.WARNING)
+        self._log_notes(drawn.notes)
         for backend, target, error in drawn.failures:
             WRITE_FAILURES.report(backend, target, error)
         put_encoded(
@@ -544,11 +541,15 @@ class FeatmapOrchestrator:
             class_names,
             layer_images=layer_images,
             overview_tile_side=overview_tile_side)
-        for note in drawer.notes:
+        self._log_notes(drawer.notes)
+        return result
+
+    def _log_notes(self, notes: Sequence[str]) -> None:
+        """Log the drawing's warnings, each once per orchestrator."""
+        for note in notes:
             if note not in self._noted:
                 self._noted.add(note)
                 print_log(note, logger='current', level=logging.WARNING)
-        return result
 
     def report_skipped(self, skipped: Dict[str, str]) -> None:
         """Warn about layers that are not drawn, once per layer."""

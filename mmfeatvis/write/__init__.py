@@ -13,7 +13,7 @@ from .encode import (IMAGE_FORMATS, check_image_format, decode_image,
                      encode_image, gif_bytes, put_atomically)
 from .images import (WRITE_FAILURES, WriteFailures, add_image, firing_images,
                      local_image_dirs, local_scalar_files, prepare_backends,
-                     put_encoded, wants_pixels, write_results, write_scalars)
+                     put_encoded, wants_pixels, write_scalars)
 from .names import cam_tag, image_names, image_tag, overview_name, stat_scalars
 from .process import DrawingProcess, DrawingProcessGone, drawing_process
 
@@ -24,5 +24,5 @@ __all__ = [
     'encode_image', 'firing_images', 'gif_bytes', 'image_names', 'image_tag',
     'local_image_dirs', 'local_scalar_files', 'overview_name',
     'prepare_backends', 'put_atomically', 'put_encoded', 'stat_scalars',
-    'wants_pixels', 'write_results', 'write_scalars'
+    'wants_pixels', 'write_scalars'
 ]

@@ -359,28 +359,3 @@ def firing_images(results: List[ProbeResult], per_layer: bool = True,
             images.extend((name, result.layer_images[layer])
                           for layer, name in image_names(result).items())
     return images
-
-
-def write_results(visualizer: Visualizer,
-                  results: List[ProbeResult],
-                  step: int,
-                  per_layer: bool = True,
-                  overview: bool = True,
-                  image_format: str = 'jpg') -> List[str]:
-    """Send the images of one firing to every backend.
-
-    Args:
-        visualizer (Visualizer): Usually ``runner.visualizer``.
-        results (list[ProbeResult]): What the render stage drew.
-        step (int): The training iteration, so images line up with losses.
-        per_layer (bool): Write one image per captured map.
-        overview (bool): Write one composed image per probe.
-        image_format (str): ``'jpg'`` or ``'png'``; see :func:`add_image`.
-
-    Returns:
-        list[str]: The image tags written.
-    """
-    images = firing_images(results, per_layer, overview)
-    for name, image in images:
-        add_image(visualizer, name, image, step, image_format)
-    return [name for name, _ in images]

@@ -68,6 +68,8 @@ class DrawingProcess:
     def start(self) -> None:
         """Start the process, if it is not running; it imports in the
         background while the caller goes on."""
+        if self._process is not None and self.gone is None:
+            return  # started: no need to wait for a call in progress
         with self._lock:
             self._start()
 
