@@ -13,6 +13,7 @@ from mmengine.visualization import Visualizer
 from test_write import KeepingVisBackend  # noqa: F401 (registers it)
 
 from mmfeatvis.hooks import FeatmapVisHook
+from mmfeatvis.orchestrator import drawing
 from mmfeatvis.probe import ProbeBuilder
 from mmfeatvis.testing import (read_scalar_log, read_tensorboard,
                                read_tensorboard_image)
@@ -74,6 +75,21 @@ def _fired(probe_image_path):
     return orchestrator, orchestrator.fire(model, [probe])
 
 
+class RecordingProcess(DrawingProcess):
+    """A real drawing process that notes, for each firing it is asked to
+    draw, which probes came with their image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_images = []
+
+    def call(self, fn, argument):
+        if isinstance(argument, drawing.DrawRequest):
+            self.sent_images.append(
+                [maps.probe.image is not None for maps in argument.maps])
+        return super().call(fn, argument)
+
+
 def _local_files(tmp_path, name: str) -> dict:
     folder = tmp_path / name / 'vis_data' / 'vis_image'
     return {
@@ -107,6 +123,64 @@ def test_the_process_draws_the_same_bytes_as_the_writer_thread(
             str(tmp_path / 'here' / 'vis_data'), tag, 3)).all()
     overview = decode_image(local['featvis_grace_hopper_overview_3.jpg'])
     assert overview.std() > 20  # a picture, not a blank canvas
+
+
+def test_the_process_is_sent_each_probe_image_once(
+        tmp_path, probe_image_path):
+    orchestrator, maps = _fired(probe_image_path)
+    process = RecordingProcess()
+    here, there = (_visualizer(tmp_path, name) for name in ('here', 'there'))
+    try:
+        for step in (3, 4, 5):
+            orchestrator.write(here, maps, step, per_layer=True)
+            orchestrator.write(
+                there, maps, step, per_layer=True, process=process)
+        assert process.sent_images == [[True], [False], [False]]
+        # Drawn on the image it held, the pictures are the same.
+        assert _local_files(tmp_path, 'there') == _local_files(
+            tmp_path, 'here')
+        token = maps[0].probe.token
+        assert token in drawing._SENT_IMAGES[process]
+
+        # Where the bookkeeping of the two sides has parted, the process
+        # says which image it lacks, and it is sent again.
+        model = TinyTokenNet()
+        other = orchestrator.fire(
+            model, ProbeBuilder({}).build(probe_image_path, model))
+        assert other[0].probe.token != token
+        drawing._SENT_IMAGES[process].put(other[0].probe.token, True)
+        orchestrator.write(here, other, 6, per_layer=False)
+        orchestrator.write(there, other, 6, per_layer=False, process=process)
+        assert process.sent_images[3:] == [[False], [True]]
+        assert _local_files(tmp_path, 'there') == _local_files(
+            tmp_path, 'here')
+    finally:
+        process.close()
+        for visualizer in (here, there):
+            visualizer.get_backend('TensorboardVisBackend').close()
+
+
+def test_held_images_keep_each_firings_probes_and_the_latest_others():
+    held = drawing.HeldImages(capacity=2)
+    for token in 'abc':
+        held.put(token, token.upper())
+    held.keep_recent(['a'])
+    assert 'a' in held and 'c' in held and 'b' not in held
+    # A firing of more probes than the capacity keeps them all.
+    for token in 'xyz':
+        held.put(token, token)
+    held.keep_recent(list('xyz'))
+    assert len(held) == 3 and held.get('x') == 'x' and held.get('a') is None
+    held.drop('x')
+    assert 'x' not in held
+
+
+def test_the_process_keeps_freed_memory_for_the_next_firing(process):
+    # Handed back to the system, a firing's arrays fault in their pages
+    # again at the next one.
+    assert process.call(os.getenv, 'MALLOC_MMAP_THRESHOLD_') == str(
+        64 << 20)
+    assert process.call(os.getenv, 'MALLOC_TRIM_THRESHOLD_')
 
 
 def test_a_dead_process_loses_no_image(tmp_path, probe_image_path,

@@ -10,8 +10,11 @@ process's interpreter lock; the backends that live in the training process
 (TensorBoard, any other) get the encoded images afterwards, there.
 """
 import dataclasses
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +25,7 @@ from ..reduce import ProbeMaps, ReducedLayer
 from ..reduce.featmap import ReducedFeatmap
 from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
                       fitted_arrangement, image_at, render_reduced)
-from ..write import encode_image, firing_images, put_atomically
+from ..write import DrawingProcess, encode_image, firing_images, put_atomically
 from ..write.images import EncodedImage, append_scalar_lines, local_file_name
 
 
@@ -178,6 +181,9 @@ class DrawRequest:
             to the local backends' ``scalar_files``.
         scalar_files (list[str]): ``scalars.json`` of the stock local
             backends.
+        hold_images (bool): The drawing process keeps each probe's image
+            (see :data:`HELD_PROBES`): a probe sent without one is drawn
+            on the image it kept under the probe's token.
     """
     options: DrawOptions
     maps: List[ProbeMaps]
@@ -190,6 +196,7 @@ class DrawRequest:
     keep_pixels: bool = False
     scalars: Dict[str, float] = field(default_factory=dict)
     scalar_files: List[str] = field(default_factory=list)
+    hold_images: bool = False
 
 
 @dataclass
@@ -201,10 +208,72 @@ class DrawnFiring:
         notes (list[str]): Warnings for the run's log.
         failures (list[tuple[str, str, Exception]]): Local files that could
             not be written: ``(backend, file, error)``.
+        missing_images (list[str]): Tokens of probes sent without their
+            image that the drawing process no longer holds: nothing was
+            drawn, and the caller sends the request again with them.
     """
     images: List[EncodedImage] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     failures: List[Tuple[str, str, Exception]] = field(default_factory=list)
+    missing_images: List[str] = field(default_factory=list)
+
+
+Held = TypeVar('Held')
+
+
+class HeldImages(Generic[Held]):
+    """What a drawing process holds, by probe token.
+
+    The drawing process keeps its probes here (their images and the copies
+    resampled for the tiles, which it would otherwise make again at every
+    firing). The training process keeps the same bookkeeping of the tokens
+    it has sent, so that it sends an image once, not at every firing: both
+    sides make the same calls for each firing drawn, so they hold the same
+    tokens.
+
+    Args:
+        capacity (int): Probes held beyond those of the latest firing.
+            Defaults to :data:`HELD_PROBES`.
+    """
+
+    def __init__(self, capacity: Optional[int] = None) -> None:
+        self.capacity = HELD_PROBES if capacity is None else capacity
+        self._held: 'OrderedDict[str, Held]' = OrderedDict()
+
+    def __contains__(self, token: str) -> bool:
+        return token in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def get(self, token: str) -> Optional[Held]:
+        """What is held under ``token``, or None."""
+        return self._held.get(token)
+
+    def put(self, token: str, held: Held) -> None:
+        """Hold ``held`` under ``token`` (until :meth:`keep_recent`)."""
+        self._held[token] = held
+
+    def drop(self, token: str) -> None:
+        """Forget ``token``."""
+        self._held.pop(token, None)
+
+    def keep_recent(self, tokens: Sequence[str]) -> None:
+        """After a firing of ``tokens`` (all held): they become the most
+        recent, and the least recent others go beyond ``capacity``. A
+        firing's own probes always stay, however many."""
+        for token in tokens:
+            self._held.move_to_end(token)
+        while len(self._held) > max(self.capacity, len(set(tokens))):
+            self._held.popitem(last=False)
+
+
+#: Probes a drawing process holds: a run's fixed probes and the last few
+#: validation samples (drawn once each, they push the oldest out; a probe
+#: pushed out is sent again at its next firing).
+HELD_PROBES = 4
+#: The drawing process's probes (in the training process: unused).
+_HELD_PROBES: HeldImages[Probe] = HeldImages()
 
 
 def draw_firing(request: DrawRequest) -> DrawnFiring:
@@ -214,6 +283,10 @@ def draw_firing(request: DrawRequest) -> DrawnFiring:
 
     Runs in the drawing process or on the writer thread alike.
     """
+    if request.hold_images:
+        missing = _held_probes(request.maps)
+        if missing:
+            return DrawnFiring(missing_images=missing)
     drawer = FeatmapDrawer(request.options)
     results = [
         drawer.render(
@@ -245,12 +318,75 @@ def draw_firing(request: DrawRequest) -> DrawnFiring:
     return drawn
 
 
-def portable_maps(maps: ProbeMaps) -> ProbeMaps:
+#: Per drawing process, the tokens of the probe images it holds.
+_SENT_IMAGES: 'weakref.WeakKeyDictionary[DrawingProcess, HeldImages[bool]]' = (
+    weakref.WeakKeyDictionary())
+_SENT_IMAGES_LOCK = threading.Lock()
+
+
+def draw_in_process(process: DrawingProcess,
+                    request: DrawRequest) -> DrawnFiring:
+    """:func:`draw_firing` of ``request`` in ``process``, which is sent
+    each probe image once: later firings draw on the image it holds.
+
+    Raises:
+        DrawingProcessGone: The process is not there to answer.
+    """
+    tokens = [maps.probe.token for maps in request.maps]
+    with _SENT_IMAGES_LOCK:
+        sent = _SENT_IMAGES.setdefault(process, HeldImages())
+        unsent = {token for token in tokens if token not in sent}
+    # Should the two sides' bookkeeping part (calls from two threads at
+    # once), the process answers which images it lacks, and the second
+    # try sends every image.
+    for send_all in (False, True):
+        portable = dataclasses.replace(
+            request,
+            hold_images=True,
+            maps=[
+                portable_maps(maps, send_all or token in unsent)
+                for maps, token in zip(request.maps, tokens)
+            ])
+        drawn = process.call(draw_firing, portable)
+        if not drawn.missing_images:
+            break
+    with _SENT_IMAGES_LOCK:
+        for token in drawn.missing_images:
+            sent.drop(token)
+        if not drawn.missing_images:
+            for token in tokens:
+                sent.put(token, True)
+            sent.keep_recent(tokens)
+    return drawn
+
+
+def _held_probes(maps_list: Sequence[ProbeMaps]) -> List[str]:
+    """Hold the probes sent with their image and put the held ones in
+    place of those sent without; returns the tokens not held (then
+    nothing is drawn, and the caller sends them all)."""
+    missing = []
+    for maps in maps_list:
+        probe = maps.probe
+        if probe.image is not None:
+            _HELD_PROBES.put(probe.token, probe)
+            continue
+        held = _HELD_PROBES.get(probe.token)
+        if held is None:
+            missing.append(probe.token)
+        else:
+            maps.probe = held
+    if not missing:
+        _HELD_PROBES.keep_recent([maps.probe.token for maps in maps_list])
+    return missing
+
+
+def portable_maps(maps: ProbeMaps, with_image: bool = True) -> ProbeMaps:
     """A copy of host ``maps`` that pickles small and fast: the probe
     without its model input (drawing needs only the image and its meta),
-    the maps as NumPy arrays (torch pickles tensors through its own
-    serialiser, at many times the cost). :func:`draw_firing` turns them
-    back."""
+    and without its image unless ``with_image`` (a drawing process that
+    holds it draws on that); the maps as NumPy arrays (torch pickles
+    tensors through its own serialiser, at many times the cost).
+    :func:`draw_firing` turns them back."""
     layers = [
         dataclasses.replace(
             item,
@@ -262,7 +398,12 @@ def portable_maps(maps: ProbeMaps) -> ProbeMaps:
     ]
     probe = maps.probe
     return ProbeMaps(
-        Probe(probe.name, probe.image, {}, probe.meta, probe.source),
+        Probe(
+            probe.name,
+            probe.image if with_image else None, {},
+            probe.meta,
+            probe.source,
+            token=probe.token),
         skipped=dict(maps.skipped),
         prediction=maps.prediction,
         _layers=layers)

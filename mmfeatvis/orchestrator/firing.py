@@ -37,7 +37,7 @@ from ..write import (WRITE_FAILURES, DrawingProcess, DrawingProcessGone,
                      local_image_dirs, local_scalar_files, put_encoded,
                      stat_scalars, wants_pixels, write_scalars)
 from .drawing import (DrawnFiring, DrawRequest, FeatmapDrawer, draw_firing,
-                      portable_maps)
+                      draw_in_process)
 
 
 class FeatmapOrchestrator:
@@ -261,10 +261,6 @@ class FeatmapOrchestrator:
             if layer not in called:
                 maps.skipped[layer] = self._not_called.get(
                     layer, 'it was not called in the probe forward')
-        if outputs:
-            # Copied on its own (a data sample of many small tensors): only
-            # detectors drawing their boxes have one.
-            maps.prediction = _to_host(outputs[0])
         tensors: Dict[str, torch.Tensor] = {}
         for layer, featmap in features.items():
             if isinstance(featmap, torch.Tensor):
@@ -272,6 +268,13 @@ class FeatmapOrchestrator:
             else:
                 maps.skipped[layer] = (
                     f'output is {type(featmap).__name__}, not a tensor')
+        if outputs:
+            # Copied on its own (a data sample of many small tensors): only
+            # detectors drawing their boxes have one. A model on the CPU
+            # made it on the host already, and nothing changes it after.
+            on_host = bool(tensors) and all(
+                t.device.type == 'cpu' for t in tensors.values())
+            maps.prediction = outputs[0] if on_host else _to_host(outputs[0])
         if with_stats is None:
             with_stats = self.with_stats
         # A recorded reduction computes what the orchestrator was built for.
@@ -514,10 +517,8 @@ class FeatmapOrchestrator:
         """The request drawn by ``process``, or None where it is gone."""
         if process is None or self._process_gone:
             return None
-        portable = dataclasses.replace(
-            request, maps=[portable_maps(item) for item in request.maps])
         try:
-            return process.call(draw_firing, portable)
+            return draw_in_process(process, request)
         except DrawingProcessGone as error:
             self._process_gone = True
             print_log(

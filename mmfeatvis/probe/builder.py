@@ -9,6 +9,7 @@ the original pixels.
 """
 import copy
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -42,6 +43,10 @@ class Probe:
         resized (dict): The original image resampled to other sizes, by
             (h, w), kept by the render stage (the overview's tiles are
             drawn on one at every firing).
+        token (str): Names this probe's image for its whole life, unlike
+            ``name`` (the samples of every validation reuse theirs): a
+            drawing process keeps the image it was sent under this token
+            and is not sent it again.
     """
     name: str
     image: np.ndarray
@@ -50,6 +55,8 @@ class Probe:
     source: str = ''
     resized: Dict[Tuple[int, int], np.ndarray] = field(
         default_factory=dict, init=False, repr=False, compare=False)
+    token: str = field(
+        default_factory=lambda: uuid.uuid4().hex, repr=False, compare=False)
 
     def model_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments for ``model(**kwargs, mode=...)``.
