@@ -1,6 +1,8 @@
 """The write stage: one encoding per image for every Visualizer backend."""
 import os
 import os.path as osp
+import subprocess
+import sys
 import threading
 import time
 
@@ -244,3 +246,28 @@ def test_scalar_lines_are_those_of_the_local_backend(tmp_path):
     append_scalar_lines(str(ours), scalars, 7)
     theirs = (tmp_path / 'mmengine' / 'scalars.json').read_text()
     assert ours.read_text() == theirs and theirs.count('\n') == 2
+
+
+def test_a_pure_python_tensorboard_checksum_is_named_once(tmp_path):
+    # Without google-crc32c (made unimportable), TensorBoard's writer
+    # checksums each event in Python, holding the interpreter lock.
+    script = (
+        'import sys\n'
+        "if sys.argv[2] == 'missing':\n"
+        "    sys.modules['google_crc32c'] = None\n"
+        'from mmengine.visualization import Visualizer\n'
+        'from mmfeatvis.write import prepare_backends\n'
+        "v = Visualizer(name='v', save_dir=sys.argv[1],\n"
+        "               vis_backends=[dict(type='TensorboardVisBackend')])\n"
+        'prepare_backends(v)\n'
+        'prepare_backends(v)\n')
+    said = {}
+    for case in ('missing', 'installed'):
+        done = subprocess.run(
+            [sys.executable, '-c', script, str(tmp_path / case), case],
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        said[case] = done.stdout + done.stderr
+    assert said['missing'].count('checksums each event in pure Python') == 1
+    assert 'pip install google-crc32c' in said['missing']
+    assert 'pure Python' not in said['installed']

@@ -287,7 +287,23 @@ def prepare_backends(visualizer: Visualizer) -> None:
             backend.experiment  # the property initialises the backend
         if isinstance(backend, TensorboardVisBackend):
             import tensorboard.compat.proto.summary_pb2  # noqa: F401
-            use_compiled_crc32c()
+            if not use_compiled_crc32c():
+                _warn_pure_python_checksum()
+
+
+_CHECKSUM_WARNED: List[bool] = []
+
+
+def _warn_pure_python_checksum() -> None:
+    """Once per process: TensorBoard will checksum in Python."""
+    if _CHECKSUM_WARNED:
+        return
+    _CHECKSUM_WARNED.append(True)
+    log_warning(
+        'FeatmapVisHook: TensorBoard checksums each event in pure Python '
+        'here (no compiled google-crc32c): about 50 ms of the interpreter '
+        "lock per firing's overview, which the training loop waits for. "
+        'Install it: pip install google-crc32c (or mmfeatvis[tensorboard]).')
 
 
 def write_scalars(visualizer: Visualizer,
