@@ -254,10 +254,6 @@ class HeldImages(Generic[Held]):
         """Hold ``held`` under ``token`` (until :meth:`keep_recent`)."""
         self._held[token] = held
 
-    def drop(self, token: str) -> None:
-        """Forget ``token``."""
-        self._held.pop(token, None)
-
     def keep_recent(self, tokens: Sequence[str]) -> None:
         """After a firing of ``tokens`` (all held): they become the most
         recent, and the least recent others go beyond ``capacity``. A
@@ -350,13 +346,10 @@ def draw_in_process(process: DrawingProcess,
         drawn = process.call(draw_firing, portable)
         if not drawn.missing_images:
             break
-    with _SENT_IMAGES_LOCK:
-        for token in drawn.missing_images:
-            sent.drop(token)
-        if not drawn.missing_images:
-            for token in tokens:
-                sent.put(token, True)
-            sent.keep_recent(tokens)
+    with _SENT_IMAGES_LOCK:  # the second try holds every image
+        for token in tokens:
+            sent.put(token, True)
+        sent.keep_recent(tokens)
     return drawn
 
 

@@ -270,11 +270,10 @@ class FeatmapOrchestrator:
                     f'output is {type(featmap).__name__}, not a tensor')
         if outputs:
             # Copied on its own (a data sample of many small tensors): only
-            # detectors drawing their boxes have one. A model on the CPU
-            # made it on the host already, and nothing changes it after.
-            on_host = bool(tensors) and all(
-                t.device.type == 'cpu' for t in tensors.values())
-            maps.prediction = outputs[0] if on_host else _to_host(outputs[0])
+            # detectors drawing their boxes have one. Copied on the CPU too:
+            # it is the probe's own data sample, which the next firing's
+            # predict fills in again.
+            maps.prediction = _to_host(outputs[0])
         if with_stats is None:
             with_stats = self.with_stats
         # A recorded reduction computes what the orchestrator was built for.

@@ -3,6 +3,7 @@
 Each image is encoded once for all backends; one backend's failure never
 keeps an image from the others (:data:`WRITE_FAILURES` counts them).
 """
+import functools
 import json
 import os.path as osp
 import threading
@@ -291,14 +292,9 @@ def prepare_backends(visualizer: Visualizer) -> None:
                 _warn_pure_python_checksum()
 
 
-_CHECKSUM_WARNED: List[bool] = []
-
-
+@functools.lru_cache(maxsize=None)  # once per process
 def _warn_pure_python_checksum() -> None:
-    """Once per process: TensorBoard will checksum in Python."""
-    if _CHECKSUM_WARNED:
-        return
-    _CHECKSUM_WARNED.append(True)
+    """TensorBoard will checksum in Python."""
     log_warning(
         'FeatmapVisHook: TensorBoard checksums each event in pure Python '
         'here (no compiled google-crc32c): about 50 ms of the interpreter '
