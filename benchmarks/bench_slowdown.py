@@ -27,6 +27,12 @@ synchronisations), alternating, and gives the cost against each: the
 goals are a cost of at most 1.25x one inference on a CPU and 1.25x the
 training thread's share on a GPU.
 
+``--paired-inference`` adds a third cycle to each pair, with one
+inference after its first step instead of a firing, and reports what an
+inference costs the loop measured the same way: on a CPU more than its
+own time where glibc's allocator hands memory back after the inference
+and training faults it in again (RESULTS.md), which a firing pays too.
+
 ``--outside ROUNDS`` measures the cost from outside instead: each round
 runs two fresh processes of ``--iterations`` optimiser steps, one firing
 after every step and one never, each timed from its first step until its
@@ -104,6 +110,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=30,
                         help='alternating timings of one inference and of '
                         "the training thread's share (default 30)")
+    parser.add_argument('--paired-inference', action='store_true',
+                        help='also time what one inference after a step '
+                        'costs the loop, paired as the firing is (a third '
+                        'cycle per round)')
     parser.add_argument('--outside', type=int, default=0, metavar='ROUNDS',
                         help='measure from outside: ROUNDS pairs of fresh '
                         'processes (default 0: measure in the loop)')
@@ -136,20 +146,29 @@ def timed_cycle(step_fn: Callable[[], None], steps: int,
     return time.perf_counter() - start, last
 
 
-def paired_cost(step_fn: Callable[[], None], fire: Callable[[], None],
+def paired_cost(step_fn: Callable[[], None],
+                calls: Dict[str, Callable[[], None]],
                 writer: BackgroundWriter, pairs: int,
-                cycle: int) -> Tuple[List[float], List[float]]:
-    """Differences (with - without firing) per pair, and quiet steps."""
-    differences, quiet_steps = [], []
+                cycle: int) -> Tuple[Dict[str, List[float]], List[float]]:
+    """Per call, the differences (cycle with it - the round's cycle
+    without) over ``pairs`` rounds, and the quiet cycles' last steps.
+
+    A round has one quiet cycle and one cycle per call, in an order that
+    rotates from round to round, so that a steady drift favours none.
+    """
+    differences: Dict[str, List[float]] = {name: [] for name in calls}
+    quiet_steps = []
+    arms: List[Optional[str]] = [None, *calls]
     for pair in range(pairs):
+        shift = pair % len(arms)
         times = {}
-        # Alternate the order, so that a steady drift favours neither.
-        for with_firing in ((True, False) if pair % 2 else (False, True)):
-            times[with_firing], last = timed_cycle(
-                step_fn, cycle, fire if with_firing else None, writer)
-            if not with_firing:
+        for arm in arms[shift:] + arms[:shift]:
+            times[arm], last = timed_cycle(
+                step_fn, cycle, None if arm is None else calls[arm], writer)
+            if arm is None:
                 quiet_steps.append(last)
-        differences.append(times[True] - times[False])
+        for name in calls:
+            differences[name].append(times[name] - times[None])
     return differences, quiet_steps
 
 
@@ -292,20 +311,23 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
         name, args, probe_path)
     fire = Firing(model, probe, pipeline, args)
     model.train()
+    calls = dict(firing=fire)
+    if args.paired_inference:
+        calls['inference'] = inference
     # Warm-up: the first firings measure value ranges (and, on a GPU,
     # record the reductions' graph).
-    paired_cost(train_step, fire, fire.writer, 2, args.cycle)
+    paired_cost(train_step, calls, fire.writer, 2, args.cycle)
     fire.writer_cpu.clear()
-    differences, quiet_steps = paired_cost(train_step, fire, fire.writer,
-                                           args.pairs, args.cycle)
+    paired, quiet_steps = paired_cost(train_step, calls, fire.writer,
+                                      args.pairs, args.cycle)
+    differences = paired['firing']
     writer_cpu_ms = statistics.median(fire.writer_cpu) * 1000
     own = alternate(dict(inference=inference, share=fire.share),
                     args.repeats)
     inference_ms = statistics.median(own['inference']) * 1000
     share_ms = statistics.median(own['share']) * 1000
     cost = statistics.median(differences)
-    # Standard error of a median: about 1.25 x that of the mean.
-    error = 1.25 * statistics.stdev(differences) / len(differences)**0.5
+    error = _median_error(differences)
     step_s = statistics.median(quiet_steps)
     slowdown = cost / (GOAL_INTERVAL * step_s)
     mean = statistics.mean(differences)
@@ -314,6 +336,20 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
           f'{step_s * 1000:.1f} ms, inference {inference_ms:.1f} ms, '
           f'training thread share {share_ms:.1f} ms, writer thread CPU '
           f'{writer_cpu_ms:.1f} ms', flush=True)
+    extra = {}
+    if args.paired_inference:
+        inference_cost = statistics.median(paired['inference'])
+        extra = dict(
+            inference_cost_ms=inference_cost * 1000,
+            inference_cost_error_ms=1000 * _median_error(
+                paired['inference']),
+            inference_differences_ms=[d * 1000 for d in paired['inference']],
+            cost_ratio_paired=cost / inference_cost)
+        print(f'{name}: one inference costs the loop '
+              f'{inference_cost * 1000:.1f} +- '
+              f'{extra["inference_cost_error_ms"]:.1f} ms (paired as the '
+              f'firing): firing/inference {cost / inference_cost:.2f}x',
+              flush=True)
     return dict(model=name, device=args.device, draw=args.draw,
                 per_layer=args.per_layer,
                 input=tuple(probe.data['inputs'].shape[-2:]),
@@ -326,8 +362,14 @@ def measure(name: str, args: argparse.Namespace, probe_path: str) -> dict:
                 slowdown_at_50=slowdown,
                 slowdown_error=error / (GOAL_INTERVAL * step_s),
                 passed=slowdown <= SLOWDOWN_GOAL,
+                **extra,
                 **cost_verdict(args.device, cost * 1000, inference_ms,
                                share_ms))
+
+
+def _median_error(samples: List[float]) -> float:
+    """Standard error of a median: about 1.25 x that of the mean."""
+    return 1.25 * statistics.stdev(samples) / len(samples)**0.5
 
 
 def cost_verdict(device: str, cost_ms: float, inference_ms: float,

@@ -143,3 +143,45 @@ def test_a_small_probe_is_drawn_once_for_both(tmp_path, probe_image_path):
         assert picture.shape == (192, 160, 3)
         # At the overview's scale the tile is the full picture itself.
         assert result.overview_tiles[layer] is picture
+
+
+def test_overview_cells_are_never_larger_than_the_model_input(
+        probe_image_path):
+    # YOLOv5-n at 320, as the demo config: the 600x512 photo is letterboxed
+    # into a 320x320 input, so its maps hold no detail beyond 320 px.
+    from mmengine.config import Config
+
+    from mmfeatvis.cli.model import build_model
+    cfg = Config.fromfile(
+        osp.join(osp.dirname(__file__), '..', 'configs', 'demo',
+                 'yolov5_n_shapes.py'))
+    torch.manual_seed(0)
+    model = build_model(cfg, 'cpu')
+    probe, = ProbeBuilder(cfg).build(probe_image_path, model)
+    assert max(probe.meta['img_shape'][:2]) == 320
+    for options, grid in ((dict(channel_reduction='squeeze_mean'), (1, 1)),
+                          (dict(channel_reduction=None, topk=4), (2, 2))):
+        pipeline = FeatmapOrchestrator(['backbone', 'neck'],
+                                       DrawOptions(**options))
+        maps, = pipeline.fire(model, [probe])
+        result = pipeline.render(
+            maps, layer_images=False, overview_tile_side=OVERVIEW_TILE_SIDE)
+        for tile in result.overview_tiles.values():
+            cell = (tile.shape[0] / grid[0], tile.shape[1] / grid[1])
+            assert max(cell) <= 320 + 1
+            assert max(tile.shape[:2]) <= OVERVIEW_TILE_SIDE
+        if grid == (1, 1):
+            # The cap binds: 320, not the 400 of OVERVIEW_TILE_SIDE.
+            assert max(max(t.shape[:2])
+                       for t in result.overview_tiles.values()) == 320
+
+
+def test_input_cell_scale_keeps_small_inputs_readable():
+    from mmfeatvis.render import MIN_TILE_SIDE, input_cell_scale
+    assert input_cell_scale((600, 512), dict(img_shape=(320, 320))) == (
+        pytest.approx(320 / 600))
+    # A tiny input still gets cells its titles fit above.
+    assert input_cell_scale((600, 512), dict(img_shape=(64, 64))) == (
+        pytest.approx(MIN_TILE_SIDE / 600))
+    # No input shape known: no cap.
+    assert input_cell_scale((600, 512), {}) == 1.0

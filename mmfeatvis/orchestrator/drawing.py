@@ -24,7 +24,8 @@ from ..probe import Probe
 from ..reduce import ProbeMaps, ReducedLayer
 from ..reduce.featmap import ReducedFeatmap
 from ..render import (OVERVIEW_TILE_SIDE, ProbeResult, draw_sample,
-                      fitted_arrangement, image_at, render_reduced)
+                      fitted_arrangement, image_at, input_cell_scale,
+                      render_reduced)
 from ..write import DrawingProcess, encode_image, firing_images, put_atomically
 from ..write.images import EncodedImage, append_scalar_lines, local_file_name
 
@@ -60,10 +61,12 @@ class FeatmapDrawer:
             layer_images (bool): Draw every map at the original image's
                 size (``result.layer_images``). Defaults to True.
             overview_tile_side (int, optional): Also draw every map with
-                its longer side at most this, on a copy of the image
-                resampled once (``result.overview_tiles``): cheaper and
-                sharper than shrinking the full-size images for
-                ``result.overview()``. Defaults to None: no tiles.
+                its longer side at most this, and each cell no larger than
+                the model input (:func:`~mmfeatvis.render.input_cell_scale`),
+                on a copy of the image resampled once
+                (``result.overview_tiles``): cheaper and sharper than
+                shrinking the full-size images for ``result.overview()``.
+                Defaults to None: no tiles.
         """
         probe = maps.probe
         result = ProbeResult(
@@ -105,8 +108,10 @@ class FeatmapDrawer:
                 result.layer_images[item.layer] = self._render_layer(
                     probe, item, background(scale), class_names)
             if overview_tile_side:
-                tile_scale = self._tile_scale(probe, item.reduced,
-                                              overview_tile_side)
+                tile_scale = min(
+                    self._tile_scale(probe, item.reduced,
+                                     overview_tile_side),
+                    input_cell_scale((height, width), probe.meta))
                 if layer_images and tile_scale == scale:
                     # A small image's tile is its full picture: draw once.
                     tile = result.layer_images[item.layer]

@@ -18,9 +18,10 @@ from mmengine.logging import print_log
 from mmengine.visualization import Visualizer
 from torch import nn
 
-from ..capture import (FeatureCapture, all_modules, isolated_inference,
-                       layer_of, named_exactly, not_called_reason,
-                       raised_score_threshold, resolve_layers)
+from ..capture import (FeatureCapture, ProbeLayout, all_modules,
+                       isolated_inference, layer_of, named_exactly,
+                       not_called_reason, raised_score_threshold,
+                       resolve_layers)
 from ..cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
                            ReplayedForward, ReplayedReduction, graph_key)
 from ..cuda.transfer import HostCopy, start_host_copy
@@ -80,6 +81,7 @@ class FeatmapOrchestrator:
         self.reduction_replays = ReplayCache()
         self._pca_bases: Dict[Hashable, torch.Tensor] = {}
         self.forward_replays = ForwardReplays()
+        self.layout = ProbeLayout()
 
     def resolve(self, model: nn.Module) -> List[str]:
         """Resolve the target layers on ``model`` (raises for unknown)."""
@@ -115,6 +117,7 @@ class FeatmapOrchestrator:
             use_cuda_graphs=False)
         scratch.layer_names = list(self.layer_names) or self.resolve(model)
         scratch._not_called = dict(self._not_called)
+        scratch.layout = self.layout  # a layout that fails, fails for both
         skipped: Dict[str, str] = {}
         drawn = False
         for maps in scratch.fire(model, probes, call_model, report=False):
@@ -188,7 +191,9 @@ class FeatmapOrchestrator:
                     replayed.add(key)
                     captured.append((probe, replay.replay(), None))
                     continue
-                outputs = call_model(**probe.model_kwargs(), mode=mode)
+                outputs = self.layout.forward(
+                    functools.partial(call_model, mode=mode),
+                    probe.model_kwargs(), capture.pop_features)
                 features = capture.pop_features()
                 if graphs and graph_key(probe.name, features) is not None:
                     # Maps all on one GPU, all tensors: worth recording.

@@ -103,7 +103,7 @@ def activation_stats_tensor(featmap: torch.Tensor) -> torch.Tensor:
     if featmap.numel() == 0:
         raise ValueError('activation_stats needs a non-empty featmap, got '
                          f'shape {tuple(featmap.shape)}')
-    x = featmap.detach().reshape(-1).float()
+    x = _flat(featmap.detach()).float()
     if x.device.type == 'cpu':
         stats = _finite_stats(x)
         if bool(torch.isfinite(stats).all()):
@@ -123,6 +123,16 @@ def activation_stats_tensor(featmap: torch.Tensor) -> torch.Tensor:
     stats = torch.where(count > 0, stats, math.nan)
     stats[5] = nonfinite
     return stats
+
+
+def _flat(featmap: torch.Tensor) -> torch.Tensor:
+    """All values of ``featmap`` in one dimension, in memory order: a view,
+    not a copy, of a channels-last map too (the statistics do not depend
+    on the order)."""
+    if featmap.dim() == 4 and not featmap.is_contiguous() and (
+            featmap.is_contiguous(memory_format=torch.channels_last)):
+        return featmap.permute(0, 2, 3, 1).reshape(-1)
+    return featmap.reshape(-1)
 
 
 def _finite_stats(x: torch.Tensor) -> torch.Tensor:

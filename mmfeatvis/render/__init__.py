@@ -16,7 +16,8 @@ from .layout import (check_arrangement, colour_bar_height, compose_panels,
                      grid_cell, range_title, tile_grid, with_colour_bar)
 from .overlay import (blend, colorize, image_at, prepare_image, resize_map,
                       to_uint8)
-from .result import MIN_TILE_SIDE, OVERVIEW_TILE_SIDE, ProbeResult
+from .result import (MIN_TILE_SIDE, OVERVIEW_TILE_SIDE, ProbeResult,
+                     input_cell_scale)
 from .series import series_strip, titled
 
 __all__ = [
@@ -25,7 +26,7 @@ __all__ = [
     'colormap_names', 'colour_bar_height', 'compose_panels', 'crop_to_content',
     'draw_detections', 'draw_label', 'draw_sample', 'feature_to_image_matrix',
     'fitted_arrangement', 'format_range', 'get_lut', 'grid_canvas',
-    'grid_cell', 'image_at', 'prepare_image', 'range_title', 'render_reduced',
-    'resize_map', 'series_strip', 'tile_grid', 'titled', 'to_uint8',
-    'warp_to_image', 'with_colour_bar'
+    'grid_cell', 'image_at', 'input_cell_scale', 'prepare_image',
+    'range_title', 'render_reduced', 'resize_map', 'series_strip', 'tile_grid',
+    'titled', 'to_uint8', 'warp_to_image', 'with_colour_bar'
 ]

@@ -1,6 +1,6 @@
 """What rendering makes of one probe at one firing: its images, titled."""
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Set, Tuple
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
 import numpy as np
 
@@ -10,6 +10,24 @@ OVERVIEW_TILE_SIDE = 400
 
 #: Tiles of the overview are at least this long on their longer side.
 MIN_TILE_SIDE = 200
+
+
+def input_cell_scale(image_hw: Tuple[int, int],
+                     meta: Mapping[str, Any]) -> float:
+    """The largest scale of the original image at which an overview cell
+    (a tile, or one cell of a top-k grid) still shows no more than the
+    model saw: the model input's longer side (``meta['img_shape']``,
+    after the test pipeline's resize), never under :data:`MIN_TILE_SIDE`.
+
+    A map holds no detail beyond the input it was computed from; a cell
+    drawn larger only costs pixels to colour, blend, encode and store. 1.0
+    where the meta has no input shape.
+    """
+    input_shape = meta.get('img_shape')
+    if not input_shape or len(input_shape) < 2:
+        return 1.0
+    side = max(int(input_shape[0]), int(input_shape[1]), MIN_TILE_SIDE)
+    return side / max(image_hw[0], image_hw[1])
 
 
 @dataclass
