@@ -7,8 +7,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import torch
 from conftest import TinyTokenNet, plain_runner
+from mmdet.structures import DetDataSample
+from mmengine.structures import InstanceData
 from mmengine.visualization import Visualizer
 from test_write import KeepingVisBackend  # noqa: F401 (registers it)
 
@@ -255,3 +259,27 @@ def test_it_ends_with_the_training_process():
     while time.monotonic() < deadline and osp.exists(f'/proc/{child}'):
         time.sleep(0.1)
     assert not osp.exists(f'/proc/{child}')
+
+
+def test_a_detectors_boxes_are_drawn_there_as_here(tmp_path,
+                                                   probe_image_path, process):
+    orchestrator, maps = _fired(probe_image_path)
+    prediction = DetDataSample()
+    prediction.pred_instances = InstanceData(
+        bboxes=torch.tensor([[40., 60., 300., 420.], [10., 10., 50., 50.]]),
+        scores=torch.tensor([0.9, 0.1]),
+        labels=torch.tensor([1, 0]))
+    maps[0].prediction = prediction
+
+    here, there = (_visualizer(tmp_path, name) for name in ('here', 'there'))
+    orchestrator.write(here, maps, 1, per_layer=False)
+    orchestrator.write(there, maps, 1, per_layer=False, process=process)
+    files = _local_files(tmp_path, 'there')
+    assert files == _local_files(tmp_path, 'here') and len(files) == 1
+    # The box above the threshold is drawn under the maps.
+    boxed = decode_image(next(iter(files.values())))
+    maps[0].prediction = None
+    orchestrator.write(_visualizer(tmp_path, 'bare'), maps, 1, per_layer=False)
+    bare = decode_image(next(iter(_local_files(tmp_path, 'bare').values())))
+    changed = np.abs(boxed.astype(int) - bare.astype(int)).sum(-1) > 60
+    assert 0.002 < changed.mean() < 0.2
