@@ -434,8 +434,8 @@ def measure_outside(name: str, args: argparse.Namespace) -> dict:
         print(f'round {round_index}: {differences[-1] * 1000:.1f} ms per '
               'firing', flush=True)
     cost_ms = statistics.median(differences) * 1000
-    error_ms = 1.25 * statistics.stdev(differences) * 1000 / len(
-        differences)**0.5 if len(differences) > 1 else float('nan')
+    error_ms = 1000 * _median_error(differences) if len(
+        differences) > 1 else float('nan')
     inference_ms = statistics.median(inferences)
     print(f'{name} batch {args.batch}, from outside: cost/firing '
           f'{cost_ms:.1f} +- {error_ms:.1f} ms, inference '

@@ -26,12 +26,12 @@ class ProbeLayout:
     back for good to the default layout where the model raises on it and
     not on the default one.
 
-    Args:
-        enabled (bool): Try the channels-last layout at all.
+    Attributes:
+        channels_last (bool): Whether passes still try channels-last.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.channels_last = enabled
+    def __init__(self) -> None:
+        self.channels_last = True
 
     def forward(self, call: Callable[..., Any], kwargs: Dict[str, Any],
                 discard: Callable[[], Any]) -> Any:
