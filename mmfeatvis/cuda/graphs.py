@@ -8,12 +8,16 @@ packing of the results into one buffer, as a CUDA graph on the first
 eligible firing and replays the graph afterwards: one launch, then the one
 copy to the host. :class:`ReplayedForward` does the same for the probe's
 forward pass in tensor mode, whose kernels at batch 1 are launched faster
-than Python can.
+than Python can. :class:`Branches` lets a recording hold independent parts
+(one per layer) as parallel branches, which the GPU runs side by side.
 """
+import contextlib
 import copy
 import logging
+import math
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
+from typing import (Any, Callable, Dict, Hashable, Iterator, List, Optional,
+                    Sequence, Tuple)
 
 import torch
 from mmengine.logging import print_log
@@ -101,6 +105,72 @@ class ReplayedReduction:
         return self.template, copy
 
 
+#: Streams of :class:`Branches` at most: enough to keep a GPU busy with
+#: small kernels, few enough that each branch's own memory (reused within
+#: the branch only) stays small.
+MAX_BRANCHES = 4
+
+
+def deal_branches(sizes: Sequence[int], streams: int) -> List[int]:
+    """The stream of each part: largest first, in runs of equal length
+    (the last may be shorter), so that the largest parts share a stream.
+
+    Args:
+        sizes (Sequence[int]): The size of each part.
+        streams (int): Streams at most.
+
+    Returns:
+        list[int]: For each part, its stream, from 0.
+    """
+    per_stream = max(1, math.ceil(len(sizes) / streams))
+    stream_of = [0] * len(sizes)
+    largest_first = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    for rank, part in enumerate(largest_first):
+        stream_of[part] = rank // per_stream
+    return stream_of
+
+
+class Branches:
+    """Streams that fork from the current stream and join it again, so
+    that independent work recorded into one CUDA graph becomes parallel
+    branches of it.
+
+    A layer's reduction is a few dozen kernels, each too small to fill a
+    GPU; recorded on one stream, the layers' kernels run one after
+    another, while on several streams the graph lets them run side by
+    side. A stream reuses its own freed memory only, so the parts are
+    dealt out largest first in runs of equal length: the largest parts
+    share a stream, and the memory held is about that of the largest part
+    on each stream. Work queued on the current stream before the fork
+    comes first; :meth:`join` makes the current stream wait for every
+    branch (a CUDA graph recording must end joined).
+
+    Args:
+        sizes (Sequence[int]): The size (say, elements) of each part.
+    """
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        self.origin = torch.cuda.current_stream()
+        self._stream_of = deal_branches(sizes, MAX_BRANCHES)
+        self.streams = [
+            torch.cuda.Stream()
+            for _ in range(max(self._stream_of, default=-1) + 1)
+        ]
+        for stream in self.streams:
+            stream.wait_stream(self.origin)
+
+    @contextlib.contextmanager
+    def branch(self, index: int) -> Iterator[None]:
+        """Queue the work of part ``index`` on its branch's stream."""
+        with torch.cuda.stream(self.streams[self._stream_of[index]]):
+            yield
+
+    def join(self) -> None:
+        """Make the stream the branches forked from wait for all of them."""
+        for stream in self.streams:
+            self.origin.wait_stream(stream)
+
+
 #: Recordings kept at once (the hook's probes; the CLI draws many images
 #: of different sizes, and each recording holds device memory).
 MAX_RECORDINGS_KEPT = 8
@@ -145,25 +215,48 @@ class ReplayCache:
         return list(self._graphs.values())
 
 
-def storage_signature(model: nn.Module) -> Tuple[Hashable, ...]:
-    """Where the model's parameters and buffers live, as a recorded graph
-    reads them: it stays valid while they are updated in place (optimiser
-    steps, BatchNorm statistics, ``load_state_dict``) and not once one is
-    replaced or moved.
+class StorageSignature:
+    """Where a model's modules, parameters and buffers live, as a recorded
+    graph reads them: it stays valid while they are updated in place
+    (optimiser steps, BatchNorm statistics, ``load_state_dict``) and not
+    once a module or tensor is replaced or moved.
 
-    It is checked at every replay, so it reads each module's own tensors
-    straight from its dicts: ``model.parameters()`` and ``buffers()`` build
-    a dotted name for every module and tensor on the way, several times
-    the cost of the replay's own Python on a large model.
+    It is checked at every replay, before the replay is launched (a graph
+    that read freed memory could fault), so the check walks what was
+    recorded here instead of the tree: where every recorded module still
+    has the same children, the tree is the recorded one, and its tensors
+    are read straight from the modules' dicts. A tensor counts by its
+    address: one replaced, or moved to other memory, has another.
+
+    Args:
+        model (nn.Module): The model whose storage the graph reads.
     """
-    signature = []
-    for module in all_modules(model):
-        for tensors in (module._parameters, module._buffers):
-            for tensor in tensors.values():
-                if tensor is not None:
-                    signature.append(
-                        (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape)))
-    return tuple(signature)
+
+    def __init__(self, model: nn.Module) -> None:
+        self.modules = all_modules(model)
+        self.children = [tuple(module._modules.values())
+                         for module in self.modules]
+        self.tensor_dicts = [
+            tensors for module in self.modules
+            for tensors in (module._parameters, module._buffers)
+        ]
+        self.places = self._places()
+
+    def _places(self) -> List[Optional[int]]:
+        return [
+            None if tensor is None else tensor.data_ptr()
+            for tensors in self.tensor_dicts for tensor in tensors.values()
+        ]
+
+    def matches(self, model: nn.Module) -> bool:
+        """Whether ``model`` is the recorded tree with its tensors where
+        they were."""
+        if model is not self.modules[0]:
+            return False
+        for module, children in zip(self.modules, self.children):
+            if tuple(module._modules.values()) != children:
+                return False
+        return self._places() == self.places
 
 
 class ReplayedForward:
@@ -188,7 +281,7 @@ class ReplayedForward:
 
     def __init__(self, model: nn.Module,
                  run: Callable[[], Dict[str, torch.Tensor]]) -> None:
-        self.signature = storage_signature(model)
+        self.signature = StorageSignature(model)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -200,7 +293,7 @@ class ReplayedForward:
 
     def valid_for(self, model: nn.Module) -> bool:
         """Whether the weights are still where the graph reads them."""
-        return storage_signature(model) == self.signature
+        return self.signature.matches(model)
 
     def replay(self) -> Dict[str, torch.Tensor]:
         """Run the recorded forward; the maps it writes, in the graph's own

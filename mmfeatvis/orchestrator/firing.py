@@ -7,6 +7,7 @@ probe and reduce its maps on the model's device), then
 :meth:`~FeatmapOrchestrator.write` (render and write, on any thread). The
 hook, the command line and the benchmarks all go through these two.
 """
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -22,8 +23,9 @@ from ..capture import (FeatureCapture, ProbeLayout, all_modules,
                        isolated_inference, layer_of, named_exactly,
                        not_called_reason, raised_score_threshold,
                        resolve_layers)
-from ..cuda.graphs import (DeviceResults, ForwardReplays, ReplayCache,
-                           ReplayedForward, ReplayedReduction, graph_key)
+from ..cuda.graphs import (Branches, DeviceResults, ForwardReplays,
+                           ReplayCache, ReplayedForward, ReplayedReduction,
+                           graph_key)
 from ..cuda.transfer import HostCopy, start_host_copy
 from ..engine_internals import vis_backends
 from ..options import DrawOptions
@@ -307,21 +309,32 @@ class FeatmapOrchestrator:
         self,
         probe: Probe,
         tensors: Dict[str, torch.Tensor],
-        with_stats: Optional[bool] = None
+        with_stats: Optional[bool] = None,
+        parallel: bool = False
     ) -> Tuple[Tuple[List[DeviceLayer], Dict[str, str]], DeviceResults]:
         """Reduce every map on its device: ``((layers, skipped), device
         tensors to copy to the host)``. Recordable as a CUDA graph when the
-        kept ranges are frozen (nothing here then changes state)."""
+        kept ranges are frozen (nothing here then changes state).
+
+        With ``parallel`` (CUDA maps, while recording), each layer's
+        kernels go to a branch of their own (:class:`Branches`), joined
+        before the results are gathered."""
         if with_stats is None:
             with_stats = self.with_stats
         pending: List[DeviceLayer] = []
         skipped: Dict[str, str] = {}
-        for layer, featmap in tensors.items():
+        branches = Branches([t.numel() for t in tensors.values()]
+                            ) if parallel else None
+        for index, (layer, featmap) in enumerate(tensors.items()):
             try:
-                pending.append(
-                    self._reduce_one(probe, layer, featmap, with_stats))
+                with (branches.branch(index)
+                      if branches else contextlib.nullcontext()):
+                    pending.append(
+                        self._reduce_one(probe, layer, featmap, with_stats))
             except ValueError as error:
                 skipped[layer] = str(error)
+        if branches:
+            branches.join()
         return (pending, skipped), device_results(pending)
 
     def _replay_for(
@@ -340,7 +353,8 @@ class FeatmapOrchestrator:
                 for layer in tensors):
             return None
         return self.reduction_replays.get(
-            key, tensors, functools.partial(self._reduce_all, probe))
+            key, tensors,
+            functools.partial(self._reduce_all, probe, parallel=True))
 
     def _reduce_one(self, probe: Probe, layer: str, featmap: torch.Tensor,
                     with_stats: bool) -> DeviceLayer:

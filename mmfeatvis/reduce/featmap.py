@@ -125,8 +125,15 @@ def _resize_weights_cpu(n_in: int, n_out: int) -> torch.Tensor:
     return weights.float()
 
 
+@functools.lru_cache(maxsize=None)
 def _region_weights(n: int, lo: float, hi: float,
                     device: torch.device) -> torch.Tensor:
+    """1 for the pixels whose centre lies in [lo, hi], else 0.
+
+    Kept per size, region and device, never evicted (a few floats each): a
+    recorded CUDA graph reads the tensor where it is, and a firing makes
+    none of its kernels again.
+    """
     centres = torch.arange(n, device=device, dtype=torch.float32) + 0.5
     return ((centres >= lo) & (centres <= hi)).float()
 
@@ -388,8 +395,12 @@ def _reduce(
     if channel_reduction is None and topk <= 0:
         return ReducedFeatmap(x, None, 'image'), x
     scores = channel_scores(x, rank_hw, content_region)
-    k = 1 if channel_reduction == 'select_max' else min(int(topk), len(x))
-    index = torch.topk(scores, k).indices
+    if channel_reduction == 'select_max':
+        # One reduction, where topk launches several kernels; a tie goes
+        # to the first of the channels.
+        index = scores.argmax().reshape(1)
+    else:
+        index = torch.topk(scores, min(int(topk), len(x))).indices
     return ReducedFeatmap(x[index], index, mode or 'topk'), scores
 
 
