@@ -135,15 +135,16 @@ class Branches:
     that independent work recorded into one CUDA graph becomes parallel
     branches of it.
 
-    A layer's reduction is a few dozen kernels, each too small to fill a
-    GPU; recorded on one stream, the layers' kernels run one after
+    A layer's reduction is about a hundred kernels, each too small to fill
+    a GPU; recorded on one stream, the layers' kernels run one after
     another, while on several streams the graph lets them run side by
-    side. A stream reuses its own freed memory only, so the parts are
-    dealt out largest first in runs of equal length: the largest parts
-    share a stream, and the memory held is about that of the largest part
-    on each stream. Work queued on the current stream before the fork
-    comes first; :meth:`join` makes the current stream wait for every
-    branch (a CUDA graph recording must end joined).
+    side. A stream reuses its own freed memory only (the graph's pool
+    holds some for each), so the parts are dealt out largest first in runs
+    of equal length (:func:`deal_branches`): the largest parts share a
+    stream. Work queued on the current stream before the fork comes first;
+    :meth:`join` makes the current stream wait for every branch (a CUDA
+    graph recording must end joined). What runs on a branch should call no
+    cuBLAS: it keeps a workspace of tens of MB for every stream.
 
     Args:
         sizes (Sequence[int]): The size (say, elements) of each part.
