@@ -103,11 +103,12 @@ def _resize_weights(n_in: int, n_out: int,
     return _resize_weights_on(n_in, n_out, device)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=None)
 def _resize_weights_on(n_in: int, n_out: int,
                        device: torch.device) -> torch.Tensor:
     # Kept per device: the host-to-device copy blocks until the device has
-    # caught up, so only a size's first firing pays it.
+    # caught up, so only a size's first firing pays it. Never evicted, as
+    # _region_weights: a recorded CUDA graph reads the tensor where it is.
     return _resize_weights_cpu(n_in, n_out).to(device)
 
 
