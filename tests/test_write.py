@@ -229,6 +229,35 @@ def test_the_writer_thread_leaves_torchs_thread_count_alone():
         torch.set_num_threads(before)
 
 
+@pytest.mark.skipif(
+    'OpenMP' not in torch.__config__.parallel_info(),
+    reason='torch built without OpenMP')
+def test_one_intraop_thread_changes_only_the_openmp_count():
+    """Where torch's intra-op threads are OpenMP's, the small ops' one
+    thread is set in the OpenMP runtime itself: ``torch.set_num_threads``
+    would also clear oneDNN's convolution cache, which the next training
+    step would rebuild. Restored also when the work raises."""
+    from mmfeatvis.reduce.threads import _openmp_runtime, one_intraop_thread
+    seen = []
+
+    @one_intraop_thread
+    def failing_work():
+        seen.append(torch.get_num_threads())
+        raise RuntimeError('the work failed')
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runtime = _openmp_runtime()
+        assert runtime is not None and 'omp' in runtime._name
+        with pytest.raises(RuntimeError, match='the work failed'):
+            failing_work()
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_scalar_lines_are_those_of_the_local_backend(tmp_path):
     """The drawing process appends the local backend's statistics lines
     itself: they read as mmengine's own ``add_scalars`` writes them."""
