@@ -38,7 +38,9 @@ runs two fresh processes of ``--iterations`` optimiser steps, one firing
 after every step and one never, each timed from its first step until its
 writer has finished (after a warm-up that starts the drawing process and
 fires once); the cost of a firing is the median over the rounds of the
-difference over the steps.
+difference over the steps. With ``--paired-inference`` each round adds a
+third process, with one inference after every step instead: what an
+inference costs the loop, measured from outside the same way.
 
 Example::
 
@@ -113,13 +115,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--paired-inference', action='store_true',
                         help='also time what one inference after a step '
                         'costs the loop, paired as the firing is (a third '
-                        'cycle per round)')
+                        'cycle per round; with --outside, a third process)')
     parser.add_argument('--outside', type=int, default=0, metavar='ROUNDS',
                         help='measure from outside: ROUNDS pairs of fresh '
                         'processes (default 0: measure in the loop)')
     parser.add_argument('--iterations', type=int, default=12,
                         help='steps of each --outside process (default 12)')
-    parser.add_argument('--child', choices=('fire', 'quiet'),
+    parser.add_argument('--child', choices=('fire', 'infer', 'quiet'),
                         help=argparse.SUPPRESS)
     parser.add_argument('--value-range', default='adaptive',
                         help="the hook's value_range (default: its default)")
@@ -402,6 +404,8 @@ def run_child(args: argparse.Namespace, probe_path: str) -> None:
         train_step()
         if args.child == 'fire':
             fire()
+        elif args.child == 'infer':
+            inference()
     fire.writer.flush()
     seconds = time.perf_counter() - start
     fire.writer.close()
@@ -410,7 +414,8 @@ def run_child(args: argparse.Namespace, probe_path: str) -> None:
 
 
 def measure_outside(name: str, args: argparse.Namespace) -> dict:
-    """Pairs of fresh processes, with a firing at every step and without."""
+    """Rounds of fresh processes: with a firing at every step, without, and
+    (``--paired-inference``) with an inference at every step."""
     base = [sys.executable, osp.abspath(__file__), '--models', name,
             '--device', args.device, '--batch', str(args.batch),
             '--draw', args.draw, '--value-range', args.value_range,
@@ -419,28 +424,45 @@ def measure_outside(name: str, args: argparse.Namespace) -> dict:
         base.append('--per-layer')
     if args.probe:
         base += ['--probe', args.probe]
-    differences, inferences, quiet = [], [], []
+    modes = ['quiet', 'fire'] + (['infer'] if args.paired_inference else [])
+    differences: Dict[str, List[float]] = {mode: [] for mode in modes[1:]}
+    inferences, quiet = [], []
     for round_index in range(args.outside):
         seconds = {}
-        order = ('fire', 'quiet') if round_index % 2 else ('quiet', 'fire')
-        for mode in order:
+        shift = round_index % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
             result = _child_result(base + ['--child', mode])
             seconds[mode] = result['seconds']
             inferences.append(result['inference_ms'])
             if mode == 'quiet':
                 quiet.append(result['seconds'] / args.iterations)
-        differences.append(
-            (seconds['fire'] - seconds['quiet']) / args.iterations)
-        print(f'round {round_index}: {differences[-1] * 1000:.1f} ms per '
-              'firing', flush=True)
-    cost_ms = statistics.median(differences) * 1000
-    error_ms = 1000 * _median_error(differences) if len(
-        differences) > 1 else float('nan')
+        for mode in differences:
+            differences[mode].append(
+                (seconds[mode] - seconds['quiet']) / args.iterations)
+        print(f'round {round_index}: ' + ', '.join(
+            f'{differences[mode][-1] * 1000:.1f} ms per {mode}'
+            for mode in differences), flush=True)
+    costs = {mode: statistics.median(d) * 1000
+             for mode, d in differences.items()}
+    errors = {mode: 1000 * _median_error(d) if len(d) > 1 else float('nan')
+              for mode, d in differences.items()}
+    cost_ms, error_ms = costs['fire'], errors['fire']
     inference_ms = statistics.median(inferences)
     print(f'{name} batch {args.batch}, from outside: cost/firing '
           f'{cost_ms:.1f} +- {error_ms:.1f} ms, inference '
           f'{inference_ms:.1f} ms, ratio {cost_ms / inference_ms:.2f}',
           flush=True)
+    extra = {}
+    if 'infer' in costs:
+        extra = dict(inference_cost_ms=costs['infer'],
+                     inference_cost_error_ms=errors['infer'],
+                     inference_differences_ms=[
+                         d * 1000 for d in differences['infer']],
+                     cost_ratio_paired=cost_ms / costs['infer'])
+        print(f'{name}: from outside, one inference costs the loop '
+              f'{costs["infer"]:.1f} +- {errors["infer"]:.1f} ms: '
+              f'firing/inference {extra["cost_ratio_paired"]:.2f}x',
+              flush=True)
     return dict(model=name, device=args.device, draw=args.draw,
                 per_layer=args.per_layer, batch=args.batch,
                 method='outside', rounds=args.outside,
@@ -448,9 +470,10 @@ def measure_outside(name: str, args: argparse.Namespace) -> dict:
                 step_ms=statistics.median(quiet) * 1000,
                 firing_cost_ms=cost_ms, standard_error_ms=error_ms,
                 inference_ms=inference_ms,
-                differences_ms=[d * 1000 for d in differences],
+                differences_ms=[d * 1000 for d in differences['fire']],
                 cost_ratio=cost_ms / inference_ms,
-                cost_passed=cost_ms <= COST_GOAL * inference_ms)
+                cost_passed=cost_ms <= COST_GOAL * inference_ms,
+                **extra)
 
 
 def _child_result(command: List[str]) -> dict:
