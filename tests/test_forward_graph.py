@@ -111,6 +111,47 @@ def test_recordings_follow_the_input_shape_and_the_oldest_go():
     assert kept == [False] * 2 + [True] * MAX_RECORDINGS_KEPT
 
 
+class ConvLinearNet(ConvBNNet):
+    """ConvBNNet with a linear classifier after it: its forward calls
+    cuBLAS, which keeps a workspace for every stream it runs on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(16, 10)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        feats = super().forward(inputs)
+        return feats, self.classifier(feats.mean((2, 3)))
+
+
+def test_recordings_leave_no_cublas_workspace_each():
+    """Each recording warms up on the same stream: on a stream of its own,
+    cuBLAS would allocate a workspace (tens of MB) for each."""
+    torch.manual_seed(0)
+    model = ConvLinearNet().cuda().eval()
+    pipeline = FeatmapOrchestrator(
+        ['stem', 'stage'], DrawOptions(channel_reduction='squeeze_mean'))
+
+    def record(height: int) -> None:
+        probe = Probe('probe', torch.zeros(height, 64, 3,
+                                           dtype=torch.uint8).numpy(),
+                      dict(inputs=torch.randn(1, 3, height, 64,
+                                              device='cuda')))
+        for _ in range(2):  # eager, then recorded
+            pipeline.capture(model, [probe])
+        assert pipeline.forward_replays.recorded(
+            _forward_key(model, probe)) is not None
+
+    record(16)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for height in (24, 32, 40, 48):
+        record(height)
+    torch.cuda.synchronize()
+    # Four recordings of maps of a few KB; one workspace is at least 4 MB.
+    assert torch.cuda.memory_allocated() - before < 4 * 2**20
+
+
 def test_moved_weights_are_recorded_again():
     model, probe, pipeline = _setup()
     key = _forward_key(model, probe)

@@ -13,6 +13,7 @@ than Python can. :class:`Branches` lets a recording hold independent parts
 """
 import contextlib
 import copy
+import functools
 import logging
 import math
 from collections import OrderedDict
@@ -44,6 +45,28 @@ def graph_key(probe_name: str,
         for name, t in features.items())
 
 
+def warm_up(work: Callable[[], Any]) -> None:
+    """Run ``work`` once on the current device's warm-up stream, ordered
+    after and before the current stream's work, as CUDA graph capture
+    requires: lazy initialisation (cuBLAS handles, cached weights) happens
+    here, outside the recording.
+
+    Every recording warms up on the same stream: cuBLAS keeps a workspace
+    (tens of MB) for each stream it has run on, and a new pool stream per
+    recording would leave one behind for each.
+    """
+    side = _warm_up_stream(torch.cuda.current_device())
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        work()
+    torch.cuda.current_stream().wait_stream(side)
+
+
+@functools.lru_cache(maxsize=None)
+def _warm_up_stream(device: int) -> torch.cuda.Stream:
+    return torch.cuda.Stream(device)
+
+
 class ReplayedReduction:
     """A reduction recorded as a CUDA graph, with static input buffers.
 
@@ -70,13 +93,7 @@ class ReplayedReduction:
             for name, t in features.items()
         }
         self._copy_in(features)
-        # Warm up on a side stream, as CUDA graph capture requires: lazy
-        # initialisation (cuBLAS handles, cached weights) happens here.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            reduction(self.inputs)
-        torch.cuda.current_stream().wait_stream(side)
+        warm_up(lambda: reduction(self.inputs))
         self.graph = torch.cuda.CUDAGraph()
         # thread_local: the writer thread never touches CUDA, but a user's
         # other threads may; their work must not end up in this graph.
@@ -283,11 +300,7 @@ class ReplayedForward:
     def __init__(self, model: nn.Module,
                  run: Callable[[], Dict[str, torch.Tensor]]) -> None:
         self.signature = StorageSignature(model)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            run()
-        torch.cuda.current_stream().wait_stream(side)
+        warm_up(run)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, capture_error_mode='thread_local'):
             self.features = run()
